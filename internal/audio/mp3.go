@@ -1,0 +1,185 @@
+package audio
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/hajimehoshi/go-mp3"
+)
+
+// decoderDelay is the delay of the MPEG Layer III synthesis filter bank
+// (528 samples, plus one), which LAME's recorded encoder delay leaves out.
+const decoderDelay = 529
+
+// mp3Reader decodes MP3 with go-mp3 and delivers mono samples, with the
+// Xing/Info frame dropped and the encoder delay and padding trimmed.
+type mp3Reader struct {
+	frames *frameReader
+	dec    *mp3.Decoder // nil until the first read
+	mono   bool
+	tag    vbrTag
+
+	skip  int64 // samples still to drop at the start
+	left  int64 // samples still to deliver; -1 when unknown
+	raw   []byte
+	spf   int
+	err   error
+	total int64 // samples delivered
+}
+
+func parseMP3(br *bufio.Reader) (*mp3Reader, Info, error) {
+	if _, err := skipID3v2(br); err != nil {
+		return nil, Info{}, err
+	}
+	h, err := findFirstFrame(br)
+	if err != nil {
+		return nil, Info{}, err
+	}
+	switch {
+	case h.version == mpeg25:
+		return nil, Info{}, fmt.Errorf("%w: %s (MPEG-2.5 is not supported); convert with: ffmpeg -i in.mp3 -ar 16000 out.mp3", ErrUnsupported, h)
+	case h.layer != 3:
+		return nil, Info{}, fmt.Errorf("%w: %s (only Layer III is supported); convert with: ffmpeg -i in.mp2 out.mp3", ErrUnsupported, h)
+	}
+	fr := &frameReader{br: br, first: h}
+	if err := fr.next(); err != nil {
+		return nil, Info{}, fmt.Errorf("%w: mp3: first frame: %w", ErrBadInput, err)
+	}
+	m := &mp3Reader{frames: fr, mono: h.mono, spf: h.samples, left: -1}
+	info := Info{Format: "mp3", SampleRate: h.rate, Channels: 2}
+	if h.mono {
+		info.Channels = 1
+	}
+	m.tag = parseVBRTag(fr.buf, h)
+	if m.tag.found {
+		// The tag frame decodes to silence: never hand it to the decoder.
+		fr.off = len(fr.buf)
+		fr.frames = 0
+	}
+	if m.tag.frames > 0 {
+		total := m.tag.frames * int64(h.samples)
+		if m.tag.lame {
+			m.skip = int64(m.tag.delay) + decoderDelay
+			total -= int64(m.tag.delay + m.tag.padding)
+		}
+		if total > 0 {
+			m.left = total
+			info.Duration = time.Duration(total * int64(time.Second) / int64(h.rate))
+		}
+	} else if m.tag.lame {
+		m.skip = int64(m.tag.delay) + decoderDelay
+	}
+	return m, info, nil
+}
+
+// readMono implements monoReader.
+func (m *mp3Reader) readMono(dst []float32) (n int, err error) {
+	if m.err != nil {
+		return 0, m.err
+	}
+	defer func() {
+		if err != nil && err != io.EOF {
+			m.err = err
+		}
+	}()
+	if m.dec == nil {
+		dec, err := m.newDecoder()
+		if err != nil {
+			return 0, m.end(err)
+		}
+		m.dec = dec
+	}
+	if m.left == 0 {
+		return 0, m.end(io.EOF)
+	}
+	want := len(dst)
+	if m.left > 0 && int64(want) > m.left {
+		want = int(m.left)
+	}
+	if cap(m.raw) < want*4 {
+		m.raw = make([]byte, want*4)
+	}
+	for {
+		raw := m.raw[:want*4]
+		k, err := m.decode(raw)
+		k &^= 3 // go-mp3 delivers whole 4-byte stereo samples
+		samples := int64(k / 4)
+		if m.skip > 0 {
+			d := min(m.skip, samples)
+			m.skip -= d
+			raw = raw[d*4:]
+			samples -= d
+		}
+		if samples > 0 || err != nil {
+			le := binary.LittleEndian
+			for i := range int(samples) {
+				l := int16(le.Uint16(raw[4*i:]))
+				if m.mono {
+					dst[i] = float32(l)
+				} else {
+					r := int16(le.Uint16(raw[4*i+2:]))
+					dst[i] = 0.5 * (float32(l) + float32(r))
+				}
+			}
+			m.total += samples
+			if m.left > 0 {
+				m.left -= samples
+			}
+			if err != nil {
+				return int(samples), m.end(err)
+			}
+			return int(samples), nil
+		}
+	}
+}
+
+// end turns the decoder's final error into the pipeline's.
+func (m *mp3Reader) end(err error) error {
+	if !errors.Is(err, io.EOF) || m.left == 0 {
+		return err
+	}
+	if m.frames.truncated {
+		return fmt.Errorf("%w: mp3: input ends inside frame %d", ErrTruncated, m.frames.frames)
+	}
+	if m.left > 0 {
+		return fmt.Errorf("%w: mp3: %d of %d frames present", ErrTruncated, m.frames.frames, m.tag.frames)
+	}
+	return io.EOF
+}
+
+func (m *mp3Reader) newDecoder() (dec *mp3.Decoder, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: decode mp3: decoder panic: %v", ErrBadInput, p)
+		}
+	}()
+	dec, err = mp3.NewDecoder(m.frames)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, io.EOF
+		}
+		return nil, fmt.Errorf("%w: decode mp3: %w", ErrBadInput, err)
+	}
+	return dec, nil
+}
+
+// decode reads from go-mp3 with panics turned into errors.
+func (m *mp3Reader) decode(p []byte) (n int, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			n, err = 0, fmt.Errorf("%w: decode mp3: decoder panic: %v", ErrBadInput, r)
+		}
+	}()
+	n, err = io.ReadFull(m.dec, p)
+	if err == io.ErrUnexpectedEOF {
+		err = io.EOF
+	}
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("%w: decode mp3: %w", ErrBadInput, err)
+	}
+	return n, err
+}

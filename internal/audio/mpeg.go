@@ -1,0 +1,368 @@
+package audio
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// MPEG audio frame headers (ISO/IEC 11172-3 and 13818-3, plus the MPEG-2.5
+// extension) and the stream framing around them: ID3v2 tags in front,
+// Xing/Info/VBRI and LAME tags in the first frame, junk and ID3v1/APE tags
+// at the end.
+
+const (
+	mpeg1  = 1
+	mpeg2  = 2
+	mpeg25 = 25
+
+	maxJunk     = 32 << 10 // bytes searched for the first frame after the tags
+	maxFrameLen = 2881     // MPEG-1 Layer I/II/III at the highest bitrates, padded
+	readerSize  = 64 << 10
+)
+
+var bitrateTable = [2][3][16]int{
+	{ // MPEG-1, Layers I, II, III (kb/s)
+		{0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448},
+		{0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384},
+		{0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320},
+	},
+	{ // MPEG-2 and 2.5
+		{0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256},
+		{0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160},
+		{0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160},
+	},
+}
+
+var rateTable = [3]int{44100, 48000, 32000}
+
+// mpegHeader is a decoded 4-byte frame header.
+type mpegHeader struct {
+	version  int // mpeg1, mpeg2, mpeg25
+	layer    int // 1, 2, 3
+	crc      bool
+	bitrate  int // bits/s
+	rate     int // Hz
+	rateIdx  int
+	padding  int
+	mono     bool
+	size     int // bytes, header included
+	samples  int // samples per channel
+	sideInfo int // Layer III side information bytes
+}
+
+// parseHeader decodes b[:4]; ok is false when it is not a usable frame
+// header (bad sync, reserved values, free-format bitrate).
+func parseHeader(b []byte) (h mpegHeader, ok bool) {
+	if len(b) < 4 || b[0] != 0xFF || b[1]&0xE0 != 0xE0 {
+		return h, false
+	}
+	switch (b[1] >> 3) & 3 {
+	case 0:
+		h.version = mpeg25
+	case 2:
+		h.version = mpeg2
+	case 3:
+		h.version = mpeg1
+	default:
+		return h, false
+	}
+	layerBits := (b[1] >> 1) & 3
+	if layerBits == 0 {
+		return h, false
+	}
+	h.layer = 4 - int(layerBits)
+	h.crc = b[1]&1 == 0
+	bri := int(b[2] >> 4)
+	h.rateIdx = int(b[2]>>2) & 3
+	if bri == 0 || bri == 15 || h.rateIdx == 3 || b[3]&3 == 2 {
+		return h, false
+	}
+	lsf := 0
+	if h.version != mpeg1 {
+		lsf = 1
+	}
+	h.bitrate = bitrateTable[lsf][h.layer-1][bri] * 1000
+	h.rate = rateTable[h.rateIdx]
+	switch h.version {
+	case mpeg2:
+		h.rate /= 2
+	case mpeg25:
+		h.rate /= 4
+	}
+	h.padding = int(b[2]>>1) & 1
+	h.mono = b[3]>>6 == 3
+	switch h.layer {
+	case 1:
+		h.size = (12*h.bitrate/h.rate + h.padding) * 4
+		h.samples = 384
+	case 2:
+		h.size = 144*h.bitrate/h.rate + h.padding
+		h.samples = 1152
+	case 3:
+		if lsf == 0 {
+			h.size = 144*h.bitrate/h.rate + h.padding
+			h.samples = 1152
+		} else {
+			h.size = 72*h.bitrate/h.rate + h.padding
+			h.samples = 576
+		}
+	}
+	switch {
+	case lsf == 0 && h.mono:
+		h.sideInfo = 17
+	case lsf == 0:
+		h.sideInfo = 32
+	case h.mono:
+		h.sideInfo = 9
+	default:
+		h.sideInfo = 17
+	}
+	return h, h.size > 4+h.sideInfo
+}
+
+// sameStream reports whether h may follow first in one stream: same
+// version, layer, sample rate and channel count.
+func (h mpegHeader) sameStream(first mpegHeader) bool {
+	return h.version == first.version && h.layer == first.layer &&
+		h.rateIdx == first.rateIdx && h.mono == first.mono
+}
+
+func (h mpegHeader) String() string {
+	v := map[int]string{mpeg1: "MPEG-1", mpeg2: "MPEG-2", mpeg25: "MPEG-2.5"}[h.version]
+	l := [4]string{"", "I", "II", "III"}[h.layer]
+	return fmt.Sprintf("%s Layer %s at %d Hz", v, l, h.rate)
+}
+
+// skipID3v2 discards any ID3v2 tags at the start of br, streaming through
+// them (cover art can be megabytes), and returns how many it skipped.
+func skipID3v2(br *bufio.Reader) (int, error) {
+	n := 0
+	for {
+		b, _ := br.Peek(10)
+		if len(b) < 10 || string(b[:3]) != "ID3" {
+			return n, nil
+		}
+		if b[3] == 0xFF || b[4] == 0xFF || b[6]|b[7]|b[8]|b[9] >= 0x80 {
+			return n, fmt.Errorf("%w: malformed ID3v2 tag header", ErrBadInput)
+		}
+		size := int(b[6])<<21 | int(b[7])<<14 | int(b[8])<<7 | int(b[9])
+		size += 10
+		if b[5]&0x10 != 0 { // footer present
+			size += 10
+		}
+		if _, err := br.Discard(size); err != nil {
+			return n, fmt.Errorf("%w: ID3v2 tag runs past the end of the input", ErrBadInput)
+		}
+		n++
+	}
+}
+
+// confirmFrame reports whether a frame header at b[0:] is followed by
+// another of the same stream (or by the end of the input, when atEOF).
+func confirmFrame(b []byte, atEOF bool) (mpegHeader, bool) {
+	h, ok := parseHeader(b)
+	if !ok {
+		return h, false
+	}
+	if len(b) < h.size+4 {
+		return h, atEOF && len(b) >= h.size
+	}
+	next, ok := parseHeader(b[h.size:])
+	return h, ok && next.sameStream(h)
+}
+
+// findFirstFrame skips junk (at most maxJunk bytes) up to the first frame
+// header that is confirmed by the next one, and returns that header
+// without consuming it.
+func findFirstFrame(br *bufio.Reader) (mpegHeader, error) {
+	for skipped := 0; skipped <= maxJunk; {
+		b, err := br.Peek(2*maxFrameLen + 4)
+		atEOF := err != nil
+		if len(b) < 4 {
+			break
+		}
+		i := 0
+		for ; i+4 <= len(b); i++ {
+			if b[i] != 0xFF {
+				continue
+			}
+			// Only trust a header with enough look-ahead to confirm it.
+			if !atEOF && i+maxFrameLen+4 > len(b) {
+				break
+			}
+			if h, ok := confirmFrame(b[i:], atEOF); ok {
+				br.Discard(i)
+				return h, nil
+			}
+		}
+		if atEOF && i+4 > len(b) {
+			break
+		}
+		br.Discard(i)
+		skipped += i
+	}
+	return mpegHeader{}, fmt.Errorf("%w: no MPEG audio frames found", ErrBadInput)
+}
+
+// vbrTag is what the first frame's Xing/Info/VBRI and LAME tags say.
+type vbrTag struct {
+	found   bool  // the first frame is a tag frame, not audio
+	frames  int64 // audio frames in the stream, 0 if unknown
+	lame    bool  // delay and padding are known
+	delay   int   // encoder delay, samples
+	padding int   // end padding, samples
+}
+
+// parseVBRTag inspects a whole first frame.
+func parseVBRTag(frame []byte, h mpegHeader) vbrTag {
+	var t vbrTag
+	be := binary.BigEndian
+	off := 4 + h.sideInfo
+	if h.crc {
+		off += 2
+	}
+	if h.layer == 3 && len(frame) >= off+8 {
+		tag := string(frame[off : off+4])
+		if tag == "Xing" || tag == "Info" {
+			t.found = true
+			flags := be.Uint32(frame[off+4:])
+			p := off + 8
+			if flags&1 != 0 && len(frame) >= p+4 {
+				t.frames = int64(be.Uint32(frame[p:]))
+				p += 4
+			}
+			if flags&2 != 0 {
+				p += 4 // stream bytes
+			}
+			if flags&4 != 0 {
+				p += 100 // seek table
+			}
+			if flags&8 != 0 {
+				p += 4 // quality
+			}
+			// LAME tag: 9-byte encoder string, then at +21 the 12-bit
+			// encoder delay and 12-bit padding.
+			if len(frame) >= p+24 {
+				enc := string(frame[p : p+4])
+				if enc == "LAME" || enc == "Lavf" || enc == "Lavc" || enc == "GOGO" || enc == "L3.9" {
+					v := uint32(frame[p+21])<<16 | uint32(frame[p+22])<<8 | uint32(frame[p+23])
+					t.delay = int(v >> 12)
+					t.padding = int(v & 0xFFF)
+					t.lame = true
+				}
+			}
+			return t
+		}
+	}
+	// Fraunhofer VBRI, always 32 bytes after the header.
+	if len(frame) >= 36+18 && string(frame[36:40]) == "VBRI" {
+		t.found = true
+		t.frames = int64(be.Uint32(frame[36+14:]))
+	}
+	return t
+}
+
+// frameReader yields the MPEG frames of a stream, header and body, and
+// nothing else: it drops the tag frame, junk between frames and tags at
+// the end, so the decoder behind it only ever sees clean frames. It stops
+// at the first frame of a different stream (a change of rate or channels).
+type frameReader struct {
+	br        *bufio.Reader
+	first     mpegHeader
+	buf       []byte // the current frame
+	off       int    // bytes of buf already delivered
+	frames    int64  // frames delivered or being delivered
+	truncated bool   // the input ended inside a frame
+	err       error
+}
+
+func (f *frameReader) Read(p []byte) (int, error) {
+	if f.off == len(f.buf) {
+		if err := f.next(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, f.buf[f.off:])
+	f.off += n
+	return n, nil
+}
+
+// next loads the next frame into buf.
+func (f *frameReader) next() error {
+	if f.err != nil {
+		return f.err
+	}
+	for {
+		b, _ := f.br.Peek(4)
+		if len(b) < 4 {
+			// Up to three bytes left: the start of a cut-off header, or
+			// stray bytes.
+			f.truncated = f.truncated || (len(b) > 0 && b[0] == 0xFF)
+			f.err = io.EOF
+			return f.err
+		}
+		if h, ok := parseHeader(b); ok && h.sameStream(f.first) {
+			return f.load(h)
+		}
+		if !f.resync() {
+			f.err = io.EOF
+			return f.err
+		}
+	}
+}
+
+// resync skips to the next frame header that is confirmed by the header
+// after it. Junk at the end of the input (an ID3v1 or APE tag) finds none.
+func (f *frameReader) resync() bool {
+	for skipped := 0; skipped < maxJunk; {
+		b, err := f.br.Peek(2*maxFrameLen + 4)
+		if len(b) < 8 {
+			return false
+		}
+		i := 1
+		for ; i+4 <= len(b) && (err != nil || i+maxFrameLen+4 <= len(b)); i++ {
+			if b[i] != 0xFF {
+				continue
+			}
+			h, ok := parseHeader(b[i:])
+			if !ok || !h.sameStream(f.first) || i+h.size+4 > len(b) {
+				continue
+			}
+			if n, ok := parseHeader(b[i+h.size:]); ok && n.sameStream(f.first) {
+				f.br.Discard(i)
+				return true
+			}
+		}
+		if err != nil {
+			return false
+		}
+		f.br.Discard(i)
+		skipped += i
+	}
+	return false
+}
+
+func (f *frameReader) load(h mpegHeader) error {
+	if cap(f.buf) < maxFrameLen {
+		f.buf = make([]byte, maxFrameLen)
+	}
+	f.buf = f.buf[:h.size]
+	n, err := io.ReadFull(f.br, f.buf)
+	if err != nil {
+		f.buf = f.buf[:0]
+		f.off = 0
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			f.truncated = n > 0
+			f.err = io.EOF
+			return f.err
+		}
+		f.err = fmt.Errorf("%w: read mp3: %w", ErrBadInput, err)
+		return f.err
+	}
+	f.off = 0
+	f.frames++
+	return nil
+}
