@@ -1,0 +1,150 @@
+package bus
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// ConnOptions says how to reach NATS. The zero value connects to
+// nats.DefaultURL with no credentials.
+type ConnOptions struct {
+	// URL is one NATS URL or a comma-separated list of seed URLs.
+	URL string
+	// Name identifies the connection in NATS monitoring (e.g. "callcast-edge").
+	Name string
+	// Creds is a path to a NATS credentials file; User/Password and Token are
+	// the alternatives. Empty means none.
+	Creds    string
+	User     string
+	Password string
+	Token    string
+	// InProcess, when set, connects to this embedded server without a socket
+	// and URL is ignored.
+	InProcess *server.Server
+	// Logger receives connection state changes. Nil discards them.
+	Logger *slog.Logger
+	// OnDisconnect, OnReconnect are called after the logger on those
+	// state changes (e.g. to flip readiness). Optional.
+	OnDisconnect func()
+	OnReconnect  func()
+}
+
+// LogValue keeps secrets out of logs.
+func (o ConnOptions) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("url", redactURL(o.URL)),
+		slog.String("name", o.Name),
+		slog.Bool("creds", o.Creds != ""),
+		slog.Bool("user", o.User != ""),
+		slog.Bool("token", o.Token != ""),
+		slog.Bool("in_process", o.InProcess != nil),
+	)
+}
+
+// Connect opens a NATS connection that never gives up: if the server is not
+// there yet it keeps trying in the background (the returned connection is
+// usable and buffers publishes meanwhile), and it reconnects forever.
+func Connect(o ConnOptions) (*nats.Conn, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	url := o.URL
+	if url == "" {
+		url = nats.DefaultURL
+	}
+	opts := []nats.Option{
+		nats.Name(o.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.ReconnectJitter(250*time.Millisecond, time.Second),
+		nats.RetryOnFailedConnect(true),
+		nats.ReconnectBufSize(8 << 20),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			log.Info("nats connected", "server", nc.ConnectedUrlRedacted())
+			if o.OnReconnect != nil {
+				o.OnReconnect()
+			}
+		}),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			log.Warn("nats disconnected; reconnecting", "err", err)
+			if o.OnDisconnect != nil {
+				o.OnDisconnect()
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("nats reconnected", "server", nc.ConnectedUrlRedacted())
+			if o.OnReconnect != nil {
+				o.OnReconnect()
+			}
+		}),
+		nats.ReconnectErrHandler(func(nc *nats.Conn, err error) {
+			log.Warn("nats not reachable yet; retrying", "url", redactURL(url), "err", err)
+		}),
+		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			log.Error("nats async error", "subject", subject, "err", err)
+		}),
+	}
+	switch {
+	case o.Creds != "":
+		opts = append(opts, nats.UserCredentials(o.Creds))
+	case o.User != "":
+		opts = append(opts, nats.UserInfo(o.User, o.Password))
+	case o.Token != "":
+		opts = append(opts, nats.Token(o.Token))
+	}
+	if o.InProcess != nil {
+		opts = append(opts, nats.InProcessServer(o.InProcess))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("bus: connect: %w", err)
+	}
+	return nc, nil
+}
+
+// Close drains nc (finishing in-flight handlers and flushing publishes) and
+// waits, up to timeout, until it is closed.
+func Close(nc *nats.Conn, timeout time.Duration) error {
+	if nc == nil || nc.IsClosed() {
+		return nil
+	}
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			return nil
+		}
+		return fmt.Errorf("bus: drain: %w", err)
+	}
+	select {
+	case <-closed:
+		return nil
+	case <-time.After(timeout):
+		nc.Close()
+		return fmt.Errorf("bus: drain: timed out after %s", timeout)
+	}
+}
+
+func redactURL(url string) string {
+	parts := strings.Split(url, ",")
+	for i, p := range parts {
+		if at := strings.LastIndex(p, "@"); at >= 0 {
+			if s := strings.Index(p, "://"); s >= 0 && s < at {
+				parts[i] = p[:s+3] + "[redacted]" + p[at:]
+			}
+		}
+	}
+	return strings.Join(parts, ",")
+}

@@ -1,0 +1,199 @@
+package bus
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/callcast/callcast/internal/twilio"
+)
+
+// Message types, each with its schema version.
+const (
+	TypeStreamStarted = "callcast.stream.started.v1"
+	TypeStreamEvent   = "callcast.stream.event.v1"
+)
+
+// MaxMessageSize bounds every bus message a callcast process decodes.
+const MaxMessageSize = 1 << 20
+
+// Errors returned by the decoders. Each wraps ErrBadMessage.
+var (
+	ErrBadMessage = errors.New("bus: bad message")
+	ErrTooLarge   = fmt.Errorf("%w: too large", ErrBadMessage)
+)
+
+// StreamStarted is published on SubjectStreamStarted for every Twilio start.
+type StreamStarted struct {
+	Type             string             `json:"type"`
+	StreamSid        string             `json:"streamSid"`
+	CallSid          string             `json:"callSid"`
+	AccountSid       string             `json:"accountSid"`
+	CustomParameters map[string]string  `json:"customParameters"`
+	MediaFormat      twilio.MediaFormat `json:"mediaFormat"`
+	Edge             string             `json:"edge"`
+	Time             time.Time          `json:"time"`
+}
+
+// DecodeStreamStarted decodes and checks a StreamStarted.
+func DecodeStreamStarted(data []byte) (*StreamStarted, error) {
+	var m StreamStarted
+	if err := decode(data, &m); err != nil {
+		return nil, err
+	}
+	if m.Type != TypeStreamStarted {
+		return nil, fmt.Errorf("%w: type %.64q, want %q", ErrBadMessage, m.Type, TypeStreamStarted)
+	}
+	if err := CheckStreamSid(m.StreamSid); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadMessage, err)
+	}
+	return &m, nil
+}
+
+// OutMessage is what producers publish on StreamOut(sid): Twilio's outbound
+// message without the streamSid, which the edge adds. Event is "media" (with
+// Media.Payload: base64 of raw μ-law 8 kHz mono), "mark" (with Mark.Name) or
+// "clear".
+type OutMessage struct {
+	Event string       `json:"event"`
+	Media *OutMedia    `json:"media,omitempty"`
+	Mark  *twilio.Mark `json:"mark,omitempty"`
+}
+
+// OutMedia is the body of a media OutMessage.
+type OutMedia struct {
+	Payload string `json:"payload"`
+}
+
+// DecodeOut decodes and checks an OutMessage: a known event with a valid
+// body (padded standard base64 for media, a name for mark).
+func DecodeOut(data []byte) (*OutMessage, error) {
+	var m OutMessage
+	if err := decode(data, &m); err != nil {
+		return nil, err
+	}
+	switch m.Event {
+	case twilio.EventMedia:
+		if m.Media == nil {
+			return nil, fmt.Errorf("%w: media without media.payload", ErrBadMessage)
+		}
+		if err := twilio.CheckPayload(m.Media.Payload); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBadMessage, err)
+		}
+	case twilio.EventMark:
+		if m.Mark == nil || m.Mark.Name == "" {
+			return nil, fmt.Errorf("%w: mark without mark.name", ErrBadMessage)
+		}
+		if len(m.Mark.Name) > twilio.MaxMarkNameLen {
+			return nil, fmt.Errorf("%w: mark.name longer than %d bytes", ErrBadMessage, twilio.MaxMarkNameLen)
+		}
+	case twilio.EventClear:
+	default:
+		return nil, fmt.Errorf("%w: event %.32q is not media, mark or clear", ErrBadMessage, m.Event)
+	}
+	return &m, nil
+}
+
+// Event kinds published on StreamEvents(sid).
+const (
+	EventMark  = "mark"  // Twilio echoed a mark: the audio before it was played (or cleared)
+	EventDTMF  = "dtmf"  // the caller pressed a key
+	EventClear = "clear" // the edge relayed a clear to Twilio
+	EventStop  = "stop"  // the stream ended; Stop.Reason says how
+
+	EventPlaybackStarted     = "playback.started"     // a worker began sending a playback
+	EventPlaybackFinished    = "playback.finished"    // Twilio echoed the playback's last mark: all of it was played
+	EventPlaybackInterrupted = "playback.interrupted" // the playback stopped early; Playback.HeardMs says how much was heard
+	EventPlaybackFailed      = "playback.failed"      // the playback could not start or go on; Error says why
+)
+
+// Stop reasons.
+const (
+	StopReasonTwilio   = "stop"     // Twilio sent stop: the call or stream ended
+	StopReasonClosed   = "closed"   // the socket closed without a stop
+	StopReasonShutdown = "shutdown" // the edge is shutting down
+	StopReasonError    = "error"    // the edge closed the socket after an error
+)
+
+// Event is a call event published on StreamEvents(sid).
+type Event struct {
+	Type      string       `json:"type"`
+	Event     string       `json:"event"`
+	StreamSid string       `json:"streamSid"`
+	Time      time.Time    `json:"time"`
+	Mark      *twilio.Mark `json:"mark,omitempty"`
+	DTMF      *DTMF        `json:"dtmf,omitempty"`
+	Stop      *Stop        `json:"stop,omitempty"`
+	Playback  *Playback    `json:"playback,omitempty"`
+	Error     *Error       `json:"error,omitempty"`
+}
+
+// Playback is the body of the playback.* Events.
+type Playback struct {
+	ID         string `json:"id"`                   // the playback's ID, unique across workers
+	RequestID  string `json:"requestId,omitempty"`  // the producer's own ID for it, if it gave one
+	Audio      string `json:"audio"`                // the audio's name
+	DurationMs int64  `json:"durationMs,omitempty"` // length of the audio
+	SentMs     int64  `json:"sentMs,omitempty"`     // audio sent to the call so far
+	HeardMs    int64  `json:"heardMs,omitempty"`    // audio Twilio confirmed as played
+	Reason     string `json:"reason,omitempty"`     // why it was interrupted: stop, clear, interrupt, shutdown
+}
+
+// DTMF is the body of a dtmf Event.
+type DTMF struct {
+	Digit string `json:"digit"`
+}
+
+// Stop is the body of a stop Event.
+type Stop struct {
+	Reason  string `json:"reason"`
+	CallSid string `json:"callSid,omitempty"`
+}
+
+// Error is the body of a playback.failed Event, and of error replies.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Audio   string `json:"audio,omitempty"`
+}
+
+// Error codes.
+const (
+	CodeBadRequest   = "bad_request"   // the request is malformed
+	CodeUnknownAudio = "unknown_audio" // no such audio, or a name outside the library
+	CodeBadAudio     = "bad_audio"     // the audio exists but cannot be decoded
+	CodeBusy         = "busy"          // no worker had room for the playback
+	CodeNoMarkEcho   = "no_mark_echo"  // Twilio never confirmed the end of the audio
+	CodeInternal     = "internal"      // anything else
+)
+
+// NewEvent returns an Event of the given kind for sid, stamped now.
+func NewEvent(sid, kind string) Event {
+	return Event{Type: TypeStreamEvent, Event: kind, StreamSid: sid, Time: time.Now().UTC()}
+}
+
+// DecodeEvent decodes and checks an Event.
+func DecodeEvent(data []byte) (*Event, error) {
+	var m Event
+	if err := decode(data, &m); err != nil {
+		return nil, err
+	}
+	if m.Type != TypeStreamEvent {
+		return nil, fmt.Errorf("%w: type %.64q, want %q", ErrBadMessage, m.Type, TypeStreamEvent)
+	}
+	if m.Event == "" {
+		return nil, fmt.Errorf("%w: event missing", ErrBadMessage)
+	}
+	return &m, nil
+}
+
+func decode(data []byte, v any) error {
+	if len(data) > MaxMessageSize {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), MaxMessageSize)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadMessage, err)
+	}
+	return nil
+}
