@@ -1,0 +1,384 @@
+// Package edge terminates Twilio Media Streams WebSockets and bridges them to
+// the bus: it serves the TwiML webhook that opens a stream, publishes every
+// start on bus.SubjectStreamStarted, relays what arrives on the stream's
+// bus.StreamOut subject down its socket as Twilio's outbound JSON, and
+// publishes the call's events (mark echoes, dtmf, stop) on bus.StreamEvents.
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gofiber/contrib/websocket"
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/callcast/callcast/internal/twilio"
+)
+
+// Paths served by the edge.
+const (
+	PathStatus       = "/"
+	PathIncomingCall = "/incoming-call"
+	PathMediaStream  = "/media-stream"
+	PathHealthz      = "/healthz"
+	PathReadyz       = "/readyz"
+	PathMetrics      = "/metrics"
+)
+
+// Config configures a Server. Zero values mean the documented defaults.
+type Config struct {
+	// ID names this edge in bus messages and logs. Default: hostname-pid.
+	ID string
+	// PublicURL is the edge's public base URL (https://voice.example.com),
+	// used to build the stream URL in the TwiML. Empty: the request's host.
+	PublicURL string
+	// TrustProxy honours X-Forwarded-Host and X-Forwarded-Proto when
+	// PublicURL is empty. Only enable it behind a proxy you run.
+	TrustProxy bool
+	// Say, when set, is spoken by Twilio before the stream connects.
+	Say string
+	// ReadLimit caps one inbound WebSocket message. Default 64 KiB.
+	ReadLimit int64
+	// SendQueue is the number of outbound messages buffered per socket.
+	// Default 512 (about 10 s of 20 ms frames).
+	SendQueue int
+	// SendTimeout is how long a relay waits on a full send queue before the
+	// socket is judged dead and closed. Default 5 s.
+	SendTimeout time.Duration
+	// StartTimeout is how long a new socket may go without a start. Default 10 s.
+	StartTimeout time.Duration
+	// ReadTimeout is how long an started socket may go without a message
+	// (Twilio sends caller audio every 20 ms). Default 30 s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds one WebSocket write. Default 10 s.
+	WriteTimeout time.Duration
+	// Logger receives the edge's logs. Nil discards them.
+	Logger *slog.Logger
+	// Registerer receives the edge's metrics; Gatherer serves /metrics.
+	// Nil: a private registry.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+}
+
+func (c *Config) setDefaults() {
+	if c.ReadLimit <= 0 {
+		c.ReadLimit = 64 << 10
+	}
+	if c.SendQueue <= 0 {
+		c.SendQueue = 512
+	}
+	if c.SendTimeout <= 0 {
+		c.SendTimeout = 5 * time.Second
+	}
+	if c.StartTimeout <= 0 {
+		c.StartTimeout = 10 * time.Second
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = 30 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Registerer == nil {
+		reg := prometheus.NewRegistry()
+		c.Registerer, c.Gatherer = reg, reg
+	}
+	if c.Gatherer == nil {
+		c.Gatherer = prometheus.DefaultGatherer
+	}
+}
+
+// Server is an edge. Create it with New, serve with Serve, stop with Shutdown.
+type Server struct {
+	cfg     Config
+	nc      *nats.Conn
+	log     *slog.Logger
+	app     *fiber.App
+	metrics *metrics
+
+	draining atomic.Bool
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	streams  map[string]*session // by streamSid, once started
+	idle     chan struct{}       // closed when sessions becomes empty while draining
+	wg       sync.WaitGroup
+}
+
+// New returns an edge that uses nc for the bus.
+func New(nc *nats.Conn, cfg Config) (*Server, error) {
+	cfg.setDefaults()
+	if cfg.PublicURL != "" {
+		u, err := url.Parse(cfg.PublicURL)
+		if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			return nil, fmt.Errorf("edge: PUBLIC_URL %q must be an absolute http(s) URL", cfg.PublicURL)
+		}
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:      cfg,
+		nc:       nc,
+		log:      cfg.Logger,
+		metrics:  m,
+		sessions: make(map[*session]struct{}),
+		streams:  make(map[string]*session),
+	}
+	s.app = fiber.New(fiber.Config{
+		DisableStartupMessage: true,
+		ReadTimeout:           15 * time.Second,
+		WriteTimeout:          15 * time.Second,
+		IdleTimeout:           60 * time.Second,
+		BodyLimit:             64 << 10,
+		ErrorHandler:          s.httpError,
+	})
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() {
+	s.app.Get(PathStatus, s.status)
+	s.app.Get(PathHealthz, func(c *fiber.Ctx) error { return c.SendString("ok\n") })
+	s.app.Get(PathReadyz, s.readyz)
+	s.app.Get(PathMetrics, adaptor.HTTPHandler(promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{})))
+	s.app.Get(PathIncomingCall, s.incomingCall)
+	s.app.Post(PathIncomingCall, s.incomingCall)
+	s.app.Get(PathMediaStream, s.upgradeGate, websocket.New(s.handleSocket, websocket.Config{
+		HandshakeTimeout: 10 * time.Second,
+		RecoverHandler:   s.recoverSocket,
+	}))
+}
+
+// App returns the edge's Fiber application (for tests that serve it on an
+// in-memory listener).
+func (s *Server) App() *fiber.App { return s.app }
+
+// Serve accepts connections on ln until Shutdown. It returns nil after a
+// Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	err := s.app.Listener(ln)
+	if s.draining.Load() {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops taking new calls (the webhook and upgrade answer 503, so
+// Twilio can fail over), lets the calls in progress run until they end or
+// ctx is done, then closes the rest and stops the HTTP server.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.draining.Swap(true) {
+		s.idle = make(chan struct{})
+		if len(s.sessions) == 0 {
+			close(s.idle)
+		}
+	}
+	idle := s.idle
+	n := len(s.sessions)
+	s.mu.Unlock()
+	s.log.Info("edge draining", "streams", n)
+
+	select {
+	case <-idle:
+	case <-ctx.Done():
+		s.mu.Lock()
+		left := make([]*session, 0, len(s.sessions))
+		for ss := range s.sessions {
+			left = append(left, ss)
+		}
+		s.mu.Unlock()
+		s.log.Warn("edge drain deadline passed; closing calls", "streams", len(left))
+		for _, ss := range left {
+			ss.abort(errShutdown)
+		}
+	}
+	s.wg.Wait()
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.app.ShutdownWithContext(shutCtx); err != nil {
+		return fmt.Errorf("edge: shutdown http: %w", err)
+	}
+	return nil
+}
+
+// Streams returns the number of sockets open now.
+func (s *Server) Streams() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+func (s *Server) httpError(c *fiber.Ctx, err error) error {
+	code := fiber.StatusInternalServerError
+	var fe *fiber.Error
+	if errors.As(err, &fe) {
+		code = fe.Code
+	}
+	if code >= 500 {
+		s.log.Error("http request failed", "path", c.Path(), "status", code, "err", err)
+	}
+	return c.Status(code).SendString(fmt.Sprintf("%d %s\n", code, fiber.ErrInternalServerError.Message))
+}
+
+func (s *Server) status(c *fiber.Ctx) error {
+	return c.JSON(fiber.Map{
+		"service": "callcast-edge",
+		"edge":    s.cfg.ID,
+		"streams": s.Streams(),
+		"nats":    s.nc.Status().String(),
+		"ready":   s.ready(),
+	})
+}
+
+func (s *Server) ready() bool { return !s.draining.Load() && s.nc.IsConnected() }
+
+func (s *Server) readyz(c *fiber.Ctx) error {
+	switch {
+	case s.draining.Load():
+		return c.Status(fiber.StatusServiceUnavailable).SendString("draining\n")
+	case !s.nc.IsConnected():
+		return c.Status(fiber.StatusServiceUnavailable).SendString("nats: " + s.nc.Status().String() + "\n")
+	}
+	return c.SendString("ok\n")
+}
+
+// incomingCall answers Twilio's voice webhook with TwiML that connects the
+// call to this edge's media stream.
+func (s *Server) incomingCall(c *fiber.Ctx) error {
+	if s.draining.Load() {
+		return c.Status(fiber.StatusServiceUnavailable).SendString("draining\n")
+	}
+	params := map[string]string{}
+	audio := c.FormValue("audio")
+	if audio == "" {
+		audio = c.Query("audio")
+	}
+	if audio != "" {
+		params["audio"] = audio
+	}
+	doc, err := twilio.ConnectStream(s.streamURL(c), params, s.cfg.Say)
+	if err != nil {
+		return fiber.NewError(fiber.StatusBadRequest, err.Error())
+	}
+	c.Set(fiber.HeaderContentType, "application/xml; charset=utf-8")
+	return c.SendString(doc)
+}
+
+// streamURL is the wss:// URL of this edge's media stream as Twilio must see
+// it: from PUBLIC_URL when set, else from the request (and, with TrustProxy,
+// its X-Forwarded-* headers).
+func (s *Server) streamURL(c *fiber.Ctx) string {
+	if s.cfg.PublicURL != "" {
+		u, _ := url.Parse(s.cfg.PublicURL) // checked in New
+		scheme := "wss"
+		if u.Scheme == "http" {
+			scheme = "ws"
+		}
+		return scheme + "://" + u.Host + strings.TrimSuffix(u.Path, "/") + PathMediaStream
+	}
+	host := string(c.Request().Host())
+	proto := "http"
+	if c.Context().IsTLS() {
+		proto = "https"
+	}
+	if s.cfg.TrustProxy {
+		if h := firstValue(c.Get(fiber.HeaderXForwardedHost)); h != "" {
+			host = h
+		}
+		if p := firstValue(c.Get(fiber.HeaderXForwardedProto)); p != "" {
+			proto = strings.ToLower(p)
+		}
+	}
+	scheme := "wss"
+	if proto == "http" {
+		scheme = "ws"
+	}
+	return scheme + "://" + host + PathMediaStream
+}
+
+func firstValue(h string) string {
+	if i := strings.IndexByte(h, ','); i >= 0 {
+		h = h[:i]
+	}
+	return strings.TrimSpace(h)
+}
+
+// upgradeGate runs before the WebSocket upgrade.
+func (s *Server) upgradeGate(c *fiber.Ctx) error {
+	if !websocket.IsWebSocketUpgrade(c) {
+		return fiber.NewError(fiber.StatusUpgradeRequired, "websocket upgrade required")
+	}
+	if s.draining.Load() {
+		return c.Status(fiber.StatusServiceUnavailable).SendString("draining\n")
+	}
+	return c.Next()
+}
+
+// recoverSocket replaces contrib/websocket's default, which writes a JSON
+// error to the peer: Twilio rejects any message it does not know.
+func (s *Server) recoverSocket(c *websocket.Conn) {
+	if r := recover(); r != nil {
+		s.metrics.errors.WithLabelValues("panic").Inc()
+		s.log.Error("panic in media stream handler; socket closed", "panic", r)
+		_ = c.Close()
+	}
+}
+
+// track registers a new session, or refuses it while draining.
+func (s *Server) track(ss *session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining.Load() {
+		return false
+	}
+	s.sessions[ss] = struct{}{}
+	s.wg.Add(1)
+	s.metrics.sockets.Inc()
+	return true
+}
+
+func (s *Server) untrack(ss *session) {
+	s.mu.Lock()
+	delete(s.sessions, ss)
+	if ss.sid != "" && s.streams[ss.sid] == ss {
+		delete(s.streams, ss.sid)
+	}
+	if s.draining.Load() && len(s.sessions) == 0 {
+		select {
+		case <-s.idle:
+		default:
+			close(s.idle)
+		}
+	}
+	s.mu.Unlock()
+	s.metrics.sockets.Dec()
+	s.wg.Done()
+}
+
+// claim records ss as the holder of sid; false if another socket holds it.
+func (s *Server) claim(ss *session, sid string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, taken := s.streams[sid]; taken {
+		return false
+	}
+	s.streams[sid] = ss
+	return true
+}

@@ -1,0 +1,515 @@
+package edge
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"net"
+	"net/http/httptest"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/nats-io/nats.go"
+
+	"github.com/callcast/callcast/internal/bus"
+	"github.com/callcast/callcast/internal/twilio"
+)
+
+func runNATS(t *testing.T) string {
+	t.Helper()
+	ns, err := bus.RunServer(bus.ServerOptions{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	return ns.ClientURL()
+}
+
+func connect(t *testing.T, url string) *nats.Conn {
+	t.Helper()
+	nc, err := bus.Connect(bus.ConnOptions{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// serve runs an edge on loopback and returns its address and a producer
+// connection. It checks on cleanup that the edge's goroutines are gone.
+func serve(t *testing.T, cfg Config) (string, *nats.Conn) {
+	t.Helper()
+	url := runNATS(t)
+	srv, err := New(connect(t, url), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		// Every socket's goroutines end with its socket.
+		waitFor(t, "session goroutines to exit", func() bool { return srv.Streams() == 0 && sessionGoroutines() == 0 })
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+		if err := <-served; err != nil {
+			t.Error(err)
+		}
+	})
+	return ln.Addr().String(), connect(t, url)
+}
+
+// sessionGoroutines counts goroutines running session code. fasthttp keeps
+// its own workers alive between connections, so a plain count would not do.
+func sessionGoroutines() int {
+	buf := make([]byte, 4<<20)
+	n := 0
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, "internal/edge.(*session)") || strings.Contains(g, "internal/edge.(*Server).handleSocket") {
+			n++
+		}
+	}
+	return n
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("timed out waiting for %s; goroutines:\n%s", what, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+type peer struct {
+	t    *testing.T
+	conn *websocket.Conn
+	sid  string
+	seq  int
+}
+
+func dialPeer(t *testing.T, addr string) *peer {
+	t.Helper()
+	conn, _, err := websocket.DefaultDialer.Dial("ws://"+addr+PathMediaStream, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &peer{t: t, conn: conn, sid: "MZ" + strings.Repeat("ab", 16)}
+}
+
+func (p *peer) sendRaw(mt int, data string) {
+	p.t.Helper()
+	if err := p.conn.WriteMessage(mt, []byte(data)); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func (p *peer) send(m twilio.Message) {
+	p.t.Helper()
+	if m.Event != twilio.EventConnected {
+		p.seq++
+		m.SequenceNumber = itoa(p.seq)
+		if m.StreamSid == "" {
+			m.StreamSid = p.sid
+		}
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.sendRaw(websocket.TextMessage, string(b))
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func (p *peer) start(params map[string]string) {
+	p.send(twilio.Message{Event: twilio.EventConnected, Protocol: "Call", Version: "1.0.0"})
+	p.send(twilio.Message{Event: twilio.EventStart, Start: &twilio.Start{
+		StreamSid: p.sid, AccountSid: "AC" + strings.Repeat("0", 32), CallSid: "CA" + strings.Repeat("1", 32),
+		Tracks: []string{"inbound"}, CustomParameters: params,
+		MediaFormat: twilio.MediaFormat{Encoding: twilio.Encoding, SampleRate: 8000, Channels: 1},
+	}})
+}
+
+// read returns the next text message from the edge.
+func (p *peer) read() string {
+	p.t.Helper()
+	_ = p.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	mt, data, err := p.conn.ReadMessage()
+	if err != nil {
+		p.t.Fatalf("read: %v", err)
+	}
+	if mt != websocket.TextMessage {
+		p.t.Fatalf("edge sent message type %d, want text", mt)
+	}
+	return string(data)
+}
+
+// closed reports whether the edge closed the socket within timeout.
+func (p *peer) closed(timeout time.Duration) bool {
+	_ = p.conn.SetReadDeadline(time.Now().Add(timeout))
+	for {
+		if _, _, err := p.conn.ReadMessage(); err != nil {
+			var ne net.Error
+			return !(errors.As(err, &ne) && ne.Timeout())
+		}
+	}
+}
+
+// sub collects messages on a subject.
+type sub struct {
+	mu   sync.Mutex
+	msgs [][]byte
+}
+
+func subscribe(t *testing.T, nc *nats.Conn, subject string) *sub {
+	t.Helper()
+	s := &sub{}
+	_, err := nc.Subscribe(subject, func(m *nats.Msg) {
+		s.mu.Lock()
+		s.msgs = append(s.msgs, m.Data)
+		s.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (s *sub) wait(t *testing.T, n int) [][]byte {
+	t.Helper()
+	waitFor(t, "bus messages", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return len(s.msgs) >= n })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([][]byte(nil), s.msgs...)
+}
+
+func (s *sub) events(t *testing.T, n int) []bus.Event {
+	t.Helper()
+	var out []bus.Event
+	for _, m := range s.wait(t, n) {
+		ev, err := bus.DecodeEvent(m)
+		if err != nil {
+			t.Fatalf("event %s: %v", m, err)
+		}
+		out = append(out, *ev)
+	}
+	return out
+}
+
+func TestStreamLifecycle(t *testing.T) {
+	addr, nc := serve(t, Config{ID: "edge-1"})
+	p := dialPeer(t, addr)
+	started := subscribe(t, nc, bus.SubjectStreamStarted)
+	events := subscribe(t, nc, bus.StreamEvents(p.sid))
+	p.start(map[string]string{"audio": "x.mp3"})
+
+	var st bus.StreamStarted
+	if err := json.Unmarshal(started.wait(t, 1)[0], &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Type != bus.TypeStreamStarted || st.StreamSid != p.sid || st.CallSid != "CA"+strings.Repeat("1", 32) ||
+		st.CustomParameters["audio"] != "x.mp3" || st.Edge != "edge-1" || st.MediaFormat.SampleRate != 8000 || st.Time.IsZero() {
+		t.Fatalf("stream.started = %+v", st)
+	}
+
+	// Relay: each bus message arrives as Twilio's exact outbound JSON.
+	payload := base64.StdEncoding.EncodeToString([]byte{0xff, 0x7f, 0x00, 0x80})
+	out := bus.StreamOut(p.sid)
+	for _, m := range []string{
+		`{"event":"media","media":{"payload":"` + payload + `"}}`,
+		`{"event":"mark","mark":{"name":"m-1"}}`,
+		`{"event":"clear"}`,
+	} {
+		if err := nc.Publish(out, []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{
+		`{"event":"media","streamSid":"` + p.sid + `","media":{"payload":"` + payload + `"}}`,
+		`{"event":"mark","streamSid":"` + p.sid + `","mark":{"name":"m-1"}}`,
+		`{"event":"clear","streamSid":"` + p.sid + `"}`,
+	}
+	for _, w := range want {
+		got := p.read()
+		if got != w {
+			t.Fatalf("relayed %s\nwant    %s", got, w)
+		}
+		if _, err := twilio.ParseOutbound([]byte(got)); err != nil {
+			t.Fatalf("Twilio would reject %s: %v", got, err)
+		}
+	}
+
+	// Call events reach the bus.
+	p.send(twilio.Message{Event: twilio.EventMedia, Media: &twilio.Media{Track: "inbound", Chunk: "1", Timestamp: "20", Payload: payload}})
+	p.send(twilio.Message{Event: twilio.EventMark, Mark: &twilio.Mark{Name: "m-1"}})
+	p.send(twilio.Message{Event: twilio.EventDTMF, DTMF: &twilio.DTMF{Track: "inbound_track", Digit: "7"}})
+	p.send(twilio.Message{Event: twilio.EventStop, Stop: &twilio.Stop{AccountSid: "AC", CallSid: "CA"}})
+	evs := events.events(t, 4)
+	kinds := []string{}
+	for _, ev := range evs {
+		kinds = append(kinds, ev.Event)
+		if ev.StreamSid != p.sid || ev.Type != bus.TypeStreamEvent {
+			t.Errorf("event %+v", ev)
+		}
+	}
+	if strings.Join(kinds, ",") != "clear,mark,dtmf,stop" {
+		t.Fatalf("events %v, want clear,mark,dtmf,stop", kinds)
+	}
+	if evs[1].Mark.Name != "m-1" || evs[2].DTMF.Digit != "7" || evs[3].Stop.Reason != bus.StopReasonTwilio {
+		t.Fatalf("event bodies: %+v", evs)
+	}
+	if !p.closed(5 * time.Second) {
+		t.Fatal("edge kept the socket open after stop")
+	}
+}
+
+func TestHostileInput(t *testing.T) {
+	addr, nc := serve(t, Config{ReadLimit: 4096})
+	events := subscribe(t, nc, bus.SubjectStreamStarted)
+
+	// A bystander call that must be unaffected by everything below.
+	good := dialPeer(t, addr)
+	good.sid = "MZgood"
+	good.start(nil)
+	events.wait(t, 1)
+
+	p := dialPeer(t, addr)
+	p.sendRaw(websocket.BinaryMessage, "\x00\x01binary")
+	p.sendRaw(websocket.TextMessage, "{not json")
+	p.sendRaw(websocket.TextMessage, `{"event":"bogus","streamSid":"MZx"}`)
+	p.sendRaw(websocket.TextMessage, `{"event":"media","streamSid":"MZx","media":{"payload":"AA=="}}`) // before start
+	p.sendRaw(websocket.TextMessage, `{"event":"start","streamSid":"bad.sid*>","start":{"callSid":"CA"}}`)
+	p.sendRaw(websocket.TextMessage, `{"event":"start","streamSid":"MZx","start":{"callSid":"CA","mediaFormat":{"encoding":"audio/x-wav","sampleRate":44100,"channels":2}}}`)
+	p.start(nil)
+	p.sid = "MZother"
+	p.start(nil) // a second start is ignored
+	msgs := events.wait(t, 2)
+	time.Sleep(100 * time.Millisecond) // let any wrongly accepted start arrive
+	if n := len(events.wait(t, 2)); n != 2 {
+		t.Fatalf("%d stream starts published, want 2: %s", n, msgs)
+	}
+
+	// The bystander still relays.
+	if err := nc.Publish(bus.StreamOut("MZgood"), []byte(`{"event":"mark","mark":{"name":"ok"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got := good.read(); !strings.Contains(got, `"name":"ok"`) {
+		t.Fatalf("bystander got %s", got)
+	}
+
+	// An oversized message closes only that socket.
+	p.sendRaw(websocket.TextMessage, `{"event":"media","pad":"`+strings.Repeat("x", 8192)+`"}`)
+	if !p.closed(5 * time.Second) {
+		t.Fatal("oversized message did not close the socket")
+	}
+	if err := nc.Publish(bus.StreamOut("MZgood"), []byte(`{"event":"mark","mark":{"name":"still"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got := good.read(); !strings.Contains(got, `"name":"still"`) {
+		t.Fatalf("bystander got %s", got)
+	}
+}
+
+func TestBadBusMessagesAreDropped(t *testing.T) {
+	addr, nc := serve(t, Config{})
+	p := dialPeer(t, addr)
+	started := subscribe(t, nc, bus.SubjectStreamStarted)
+	p.start(nil)
+	started.wait(t, 1)
+	out := bus.StreamOut(p.sid)
+	for _, m := range []string{
+		`not json`,
+		`{"event":"stop"}`,
+		`{"event":"media"}`,
+		`{"event":"media","media":{"payload":"not base64!"}}`,
+		`{"event":"media","media":{"payload":"AA"}}`,
+		`{"event":"mark","mark":{"name":""}}`,
+		`{"event":"mark","mark":{"name":"` + strings.Repeat("n", 300) + `"}}`,
+		`{"event":"media","media":{"payload":123}}`,
+		`{"event":"mark","mark":{"name":"after"}}`,
+	} {
+		if err := nc.Publish(out, []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := p.read(); got != `{"event":"mark","streamSid":"`+p.sid+`","mark":{"name":"after"}}` {
+		t.Fatalf("first relayed message %s: invalid ones were not dropped", got)
+	}
+}
+
+func TestStartTimeout(t *testing.T) {
+	addr, _ := serve(t, Config{StartTimeout: 200 * time.Millisecond})
+	p := dialPeer(t, addr)
+	p.send(twilio.Message{Event: twilio.EventConnected, Protocol: "Call", Version: "1.0.0"})
+	if !p.closed(5 * time.Second) {
+		t.Fatal("a socket without start stayed open")
+	}
+}
+
+func TestSlowPeerIsClosed(t *testing.T) {
+	addr, nc := serve(t, Config{SendQueue: 4, SendTimeout: 200 * time.Millisecond, WriteTimeout: 500 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+	p := dialPeer(t, addr)
+	events := subscribe(t, nc, bus.StreamEvents(p.sid))
+	started := subscribe(t, nc, bus.SubjectStreamStarted)
+	p.start(nil)
+	started.wait(t, 1)
+	// The peer never reads: the edge must close it instead of buffering
+	// without bound.
+	payload := base64.StdEncoding.EncodeToString(make([]byte, 16<<10))
+	msg := []byte(`{"event":"media","media":{"payload":"` + payload + `"}}`)
+	for range 1000 {
+		if err := nc.Publish(bus.StreamOut(p.sid), msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs := events.events(t, 1)
+	if evs[0].Event != bus.EventStop || evs[0].Stop.Reason != bus.StopReasonError {
+		t.Fatalf("event %+v, want stop with reason error", evs[0])
+	}
+}
+
+func TestIncomingCallTwiML(t *testing.T) {
+	nc := connect(t, runNATS(t))
+	tests := []struct {
+		name    string
+		cfg     Config
+		method  string
+		target  string
+		body    string
+		headers map[string]string
+		want    []string
+		status  int
+	}{
+		{name: "request host", method: "GET", target: "/incoming-call?audio=hold.mp3",
+			want: []string{`<Connect><Stream url="ws://edge.test/media-stream"><Parameter name="audio" value="hold.mp3"/></Stream></Connect>`}},
+		{name: "public url", cfg: Config{PublicURL: "https://voice.example.com/base/"}, method: "GET", target: "/incoming-call",
+			want: []string{`<Stream url="wss://voice.example.com/base/media-stream"/>`}},
+		{name: "form value and say", cfg: Config{PublicURL: "https://voice.example.com", Say: "Hello & welcome"}, method: "POST", target: "/incoming-call",
+			body: "CallSid=CA1&audio=a%26b.mp3", headers: map[string]string{"Content-Type": "application/x-www-form-urlencoded"},
+			want: []string{`<Say>Hello &amp; welcome</Say><Connect>`, `<Parameter name="audio" value="a&amp;b.mp3"/>`}},
+		{name: "forwarded headers ignored", method: "GET", target: "/incoming-call",
+			headers: map[string]string{"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https"},
+			want:    []string{`url="ws://edge.test/media-stream"`}},
+		{name: "forwarded headers trusted", cfg: Config{TrustProxy: true}, method: "GET", target: "/incoming-call",
+			headers: map[string]string{"X-Forwarded-Host": "voice.example.com, proxy.internal", "X-Forwarded-Proto": "https"},
+			want:    []string{`url="wss://voice.example.com/media-stream"`}},
+		{name: "parameter too long", method: "GET", target: "/incoming-call?audio=" + strings.Repeat("a", 600), status: 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, err := New(nc, tt.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := httptest.NewRequest(tt.method, "http://edge.test"+tt.target, strings.NewReader(tt.body))
+			for k, v := range tt.headers {
+				req.Header.Set(k, v)
+			}
+			resp, err := srv.App().Test(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			want := tt.status
+			if want == 0 {
+				want = 200
+			}
+			if resp.StatusCode != want {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, want, body)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(string(body), w) {
+					t.Errorf("TwiML %s\nlacks %s", body, w)
+				}
+			}
+			if want == 200 && resp.Header.Get("Content-Type") != "application/xml; charset=utf-8" {
+				t.Errorf("content type %q", resp.Header.Get("Content-Type"))
+			}
+		})
+	}
+}
+
+func TestBadPublicURL(t *testing.T) {
+	nc := connect(t, runNATS(t))
+	for _, u := range []string{"voice.example.com", "ftp://x", "https://"} {
+		if _, err := New(nc, Config{PublicURL: u}); err == nil {
+			t.Errorf("PUBLIC_URL %q accepted", u)
+		}
+	}
+}
+
+func TestDrainingRefusesNewCalls(t *testing.T) {
+	nc := connect(t, runNATS(t))
+	srv, err := New(nc, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	addr := ln.Addr().String()
+
+	// A call in progress keeps running while the edge drains.
+	p := dialPeer(t, addr)
+	started := subscribe(t, nc, bus.SubjectStreamStarted)
+	p.start(nil)
+	started.wait(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(ctx) }()
+	waitFor(t, "draining", func() bool { return srv.draining.Load() })
+
+	resp, err := srv.App().Test(httptest.NewRequest("GET", "/incoming-call", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 503 {
+		t.Errorf("webhook while draining: %d, want 503", resp.StatusCode)
+	}
+	if _, resp, err := websocket.DefaultDialer.Dial("ws://"+addr+PathMediaStream, nil); err == nil || resp == nil || resp.StatusCode != 503 {
+		t.Errorf("upgrade while draining: %v %v, want 503", err, resp)
+	}
+	if err := nc.Publish(bus.StreamOut(p.sid), []byte(`{"event":"mark","mark":{"name":"during-drain"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.read(); !strings.Contains(got, "during-drain") {
+		t.Fatalf("call in progress got %s", got)
+	}
+	// The drain deadline passes: the call is closed and Shutdown returns.
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !p.closed(time.Second) {
+		t.Fatal("call still open after the drain deadline")
+	}
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+}

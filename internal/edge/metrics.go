@@ -1,0 +1,49 @@
+package edge
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	sockets      prometheus.Gauge
+	streams      prometheus.Gauge
+	relayed      *prometheus.CounterVec // by event
+	relayedBytes prometheus.Counter
+	events       *prometheus.CounterVec // published to the bus, by event
+	errors       *prometheus.CounterVec // by kind
+	firstAudio   prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		sockets: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "callcast_edge_sockets", Help: "Media stream WebSockets open now.",
+		}),
+		streams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "callcast_edge_streams_active", Help: "Started media streams held by this edge.",
+		}),
+		relayed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callcast_edge_relayed_messages_total", Help: "Messages relayed from the bus to Twilio, by event.",
+		}, []string{"event"}),
+		relayedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "callcast_edge_relayed_audio_bytes_total", Help: "μ-law audio bytes relayed to Twilio.",
+		}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callcast_edge_events_published_total", Help: "Call events published to the bus, by event.",
+		}, []string{"event"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callcast_edge_errors_total", Help: "Errors, by kind.",
+		}, []string{"kind"}),
+		firstAudio: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "callcast_edge_start_to_first_audio_seconds",
+			Help:    "Time from a stream's start to the first audio relayed to it.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.sockets, m.streams, m.relayed, m.relayedBytes, m.events, m.errors, m.firstAudio} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,135 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/callcast/callcast/internal/bus"
+	"github.com/callcast/callcast/internal/worker"
+)
+
+// Options configures Run: a whole edge process.
+type Options struct {
+	// Addr is the HTTP listen address (EDGE_ADDR). Ignored when Listener is set.
+	Addr     string
+	Listener net.Listener
+	// NATS says how to reach the bus. An empty NATS.URL runs all-in-one: an
+	// embedded NATS server listening on NATSListen plus an in-process worker
+	// pool configured by Worker.
+	NATS       bus.ConnOptions
+	NATSListen string
+	Worker     worker.Config
+	// Edge configures the edge itself.
+	Edge Config
+	// DrainTimeout bounds how long calls in progress may run on after ctx is
+	// cancelled. Default 30 s.
+	DrainTimeout time.Duration
+	// Ready, if set, is called with the HTTP address once serving.
+	Ready func(addr net.Addr)
+	// Logger receives the process's logs. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Run runs an edge until ctx is cancelled, then drains it and returns.
+func Run(ctx context.Context, o Options) error {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = 30 * time.Second
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	o.Edge.Registerer, o.Edge.Gatherer, o.Edge.Logger = reg, reg, log
+
+	var ns *server.Server
+	allInOne := o.NATS.URL == "" && o.NATS.InProcess == nil
+	if allInOne {
+		var err error
+		ns, err = bus.RunServer(bus.ServerOptions{Listen: o.NATSListen})
+		if err != nil {
+			return err
+		}
+		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+		o.NATS.InProcess = ns
+		log.Info("all-in-one: embedded NATS server running", "nats_listen", ns.ClientURL())
+	}
+	o.NATS.Logger = log
+	if o.NATS.Name == "" {
+		o.NATS.Name = "callcast-edge"
+	}
+	log.Info("connecting to NATS", "nats", o.NATS)
+	nc, err := bus.Connect(o.NATS)
+	if err != nil {
+		return err
+	}
+	defer bus.Close(nc, 5*time.Second)
+
+	var w *worker.Worker
+	if allInOne {
+		wopts := o.NATS
+		wopts.Name = "callcast-worker"
+		wnc, err := bus.Connect(wopts)
+		if err != nil {
+			return err
+		}
+		defer bus.Close(wnc, 5*time.Second)
+		o.Worker.Logger = log
+		w, err = worker.New(wnc, o.Worker)
+		if err != nil {
+			return err
+		}
+		if err := w.Start(); err != nil {
+			return err
+		}
+	}
+
+	srv, err := New(nc, o.Edge)
+	if err != nil {
+		return err
+	}
+	ln := o.Listener
+	if ln == nil {
+		ln, err = net.Listen("tcp", o.Addr)
+		if err != nil {
+			return fmt.Errorf("edge: listen: %w", err)
+		}
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("edge listening", "addr", ln.Addr().String(), "public_url", o.Edge.PublicURL, "all_in_one", allInOne)
+	if o.Ready != nil {
+		o.Ready(ln.Addr())
+	}
+
+	select {
+	case err := <-serveErr:
+		if w != nil {
+			_ = w.Shutdown(context.Background())
+		}
+		return fmt.Errorf("edge: serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "drain_timeout", o.DrainTimeout)
+	drainCtx, cancel := context.WithTimeout(context.Background(), o.DrainTimeout)
+	defer cancel()
+	errs := []error{srv.Shutdown(drainCtx)}
+	if w != nil {
+		errs = append(errs, w.Shutdown(drainCtx))
+	}
+	if err := <-serveErr; err != nil {
+		errs = append(errs, err)
+	}
+	err = errors.Join(errs...)
+	log.Info("edge stopped", "err", err)
+	return err
+}

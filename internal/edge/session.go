@@ -1,0 +1,378 @@
+package edge
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	contrib "github.com/gofiber/contrib/websocket"
+	"github.com/nats-io/nats.go"
+
+	"github.com/callcast/callcast/internal/bus"
+	"github.com/callcast/callcast/internal/twilio"
+)
+
+var (
+	errShutdown     = errors.New("edge: shutting down")
+	errSlowPeer     = errors.New("edge: peer not reading: send queue full")
+	errBusDropped   = errors.New("edge: bus dropped messages for this stream")
+	errStartTimeout = errors.New("edge: no start received in time")
+	errDuplicate    = errors.New("edge: stream already held by another socket")
+)
+
+// session is one media stream socket. The handler's goroutine reads; one
+// writer goroutine, joined before the handler returns, owns every write.
+type session struct {
+	srv  *Server
+	conn *contrib.Conn
+	log  *slog.Logger
+
+	send    chan []byte   // encoded messages for the writer
+	done    chan struct{} // closed when the session ends
+	endOnce sync.Once
+	endErr  error // why it ended, set once before done is closed
+
+	// Set once by the reader on start, read by the relay after subscribing.
+	sid       string
+	callSid   string
+	startedAt time.Time
+	sub       *nats.Subscription
+	gotAudio  atomic.Bool
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+func (s *Server) handleSocket(c *contrib.Conn) {
+	ss := &session{
+		srv:  s,
+		conn: c,
+		log:  s.log.With("remote", c.IP()),
+		send: make(chan []byte, s.cfg.SendQueue),
+		done: make(chan struct{}),
+	}
+	if !s.track(ss) {
+		_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseTryAgainLater, "draining"), time.Now().Add(time.Second))
+		return
+	}
+	defer s.untrack(ss)
+	ss.run()
+}
+
+func (ss *session) run() {
+	cfg := &ss.srv.cfg
+	ss.conn.SetReadLimit(cfg.ReadLimit)
+
+	var writer sync.WaitGroup
+	writer.Add(1)
+	go func() {
+		defer writer.Done()
+		ss.writeLoop()
+	}()
+
+	reason, err := ss.readLoop()
+	ss.end(err)
+	writer.Wait()
+	ss.finish(reason)
+}
+
+// readLoop reads until stop, close or error and returns the stop reason.
+func (ss *session) readLoop() (string, error) {
+	cfg := &ss.srv.cfg
+	m := ss.srv.metrics
+	deadline := cfg.StartTimeout
+	for {
+		_ = ss.conn.SetReadDeadline(time.Now().Add(deadline))
+		select { // after the deadline is set, so that abort's kick is not overwritten
+		case <-ss.done:
+			return ss.readError(nil)
+		default:
+		}
+		mt, data, err := ss.conn.ReadMessage()
+		if err != nil {
+			return ss.readError(err)
+		}
+		if mt != websocket.TextMessage {
+			m.errors.WithLabelValues("binary_frame").Inc()
+			ss.log.Warn("ignoring non-text websocket message", "type", mt, "bytes", len(data))
+			continue
+		}
+		msg, err := twilio.ParseMessage(data)
+		if err != nil {
+			m.errors.WithLabelValues("bad_message").Inc()
+			ss.log.Warn("ignoring invalid message", "err", err, "bytes", len(data))
+			continue
+		}
+		if msg.Event != twilio.EventConnected && msg.Event != twilio.EventStart {
+			if ss.sid == "" {
+				m.errors.WithLabelValues("before_start").Inc()
+				ss.log.Warn("ignoring message before start", "event", msg.Event)
+				continue
+			}
+			if msg.StreamSid != ss.sid {
+				m.errors.WithLabelValues("wrong_stream").Inc()
+				ss.log.Warn("ignoring message for another stream", "event", msg.Event, "msg_stream_sid", msg.StreamSid)
+				continue
+			}
+		}
+		switch msg.Event {
+		case twilio.EventConnected:
+			ss.log.Debug("twilio connected", "protocol", msg.Protocol, "version", msg.Version)
+		case twilio.EventStart:
+			if ss.sid != "" {
+				m.errors.WithLabelValues("second_start").Inc()
+				ss.log.Warn("ignoring second start", "msg_stream_sid", msg.StreamSid)
+				continue
+			}
+			if err := ss.start(msg); err != nil {
+				return bus.StopReasonError, err
+			}
+			deadline = cfg.ReadTimeout
+		case twilio.EventMedia:
+			// Caller audio: nothing consumes it yet; reading it promptly
+			// keeps Twilio's sends flowing.
+		case twilio.EventDTMF:
+			ev := bus.NewEvent(ss.sid, bus.EventDTMF)
+			ev.DTMF = &bus.DTMF{Digit: msg.DTMF.Digit}
+			ss.publish(ev)
+		case twilio.EventMark:
+			ev := bus.NewEvent(ss.sid, bus.EventMark)
+			ev.Mark = &twilio.Mark{Name: msg.Mark.Name}
+			ss.publish(ev)
+		case twilio.EventStop:
+			return bus.StopReasonTwilio, nil
+		}
+	}
+}
+
+func (ss *session) readError(err error) (string, error) {
+	select {
+	case <-ss.done: // ended by the writer, a relay or shutdown
+		if errors.Is(ss.endErr, errShutdown) {
+			return bus.StopReasonShutdown, ss.endErr
+		}
+		return bus.StopReasonError, ss.endErr
+	default:
+	}
+	if websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived) {
+		return bus.StopReasonClosed, nil
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		if ss.sid == "" {
+			ss.srv.metrics.errors.WithLabelValues("start_timeout").Inc()
+			return bus.StopReasonError, errStartTimeout
+		}
+		ss.srv.metrics.errors.WithLabelValues("read_timeout").Inc()
+		return bus.StopReasonError, fmt.Errorf("edge: no message for %s: %w", ss.srv.cfg.ReadTimeout, err)
+	}
+	if errors.Is(err, websocket.ErrReadLimit) {
+		ss.srv.metrics.errors.WithLabelValues("read_limit").Inc()
+		return bus.StopReasonError, fmt.Errorf("edge: message over %d bytes: %w", ss.srv.cfg.ReadLimit, err)
+	}
+	// Any other close or a broken connection: the peer is gone.
+	return bus.StopReasonClosed, nil
+}
+
+// start subscribes to the stream's out subject, then announces the stream.
+func (ss *session) start(msg *twilio.Message) error {
+	st := msg.Start
+	sid := msg.StreamSid
+	if !ss.srv.claim(ss, sid) {
+		ss.srv.metrics.errors.WithLabelValues("duplicate_stream").Inc()
+		return errDuplicate
+	}
+	ss.sid, ss.callSid, ss.startedAt = sid, st.CallSid, time.Now()
+	ss.log = ss.log.With("stream_sid", sid, "call_sid", st.CallSid)
+	sub, err := ss.srv.nc.Subscribe(bus.StreamOut(sid), ss.relay)
+	if err != nil {
+		return fmt.Errorf("edge: subscribe %s: %w", bus.StreamOut(sid), err)
+	}
+	// Hold audio in NATS while the socket catches up rather than drop it;
+	// relay closes the socket when a queue stays full.
+	_ = sub.SetPendingLimits(-1, 64<<20)
+	ss.sub = sub
+	started := bus.StreamStarted{
+		Type:             bus.TypeStreamStarted,
+		StreamSid:        sid,
+		CallSid:          st.CallSid,
+		AccountSid:       st.AccountSid,
+		CustomParameters: st.CustomParameters,
+		MediaFormat:      st.MediaFormat,
+		Edge:             ss.srv.cfg.ID,
+		Time:             ss.startedAt.UTC(),
+	}
+	data, err := json.Marshal(started)
+	if err != nil {
+		return fmt.Errorf("edge: encode start: %w", err)
+	}
+	if err := ss.srv.nc.Publish(bus.SubjectStreamStarted, data); err != nil {
+		return fmt.Errorf("edge: publish start: %w", err)
+	}
+	ss.srv.metrics.streams.Inc()
+	ss.log.Info("stream started", "audio", st.CustomParameters["audio"])
+	return nil
+}
+
+// relay turns one bus message into Twilio's outbound JSON and queues it for
+// the writer. It runs on the subscription's goroutine, one message at a time,
+// so the stream's order is kept.
+func (ss *session) relay(msg *nats.Msg) {
+	defer func() {
+		if r := recover(); r != nil {
+			ss.srv.metrics.errors.WithLabelValues("panic").Inc()
+			ss.log.Error("panic relaying bus message", "panic", r)
+			ss.abort(fmt.Errorf("edge: relay panic: %v", r))
+		}
+	}()
+	m := ss.srv.metrics
+	if n, _ := msg.Sub.Dropped(); n > 0 {
+		m.errors.WithLabelValues("bus_dropped").Inc()
+		ss.abort(errBusDropped)
+		return
+	}
+	out, err := bus.DecodeOut(msg.Data)
+	if err != nil {
+		m.errors.WithLabelValues("bad_out_message").Inc()
+		ss.log.Warn("dropping invalid message from the bus", "err", err)
+		return
+	}
+	bp := bufPool.Get().(*[]byte)
+	b := (*bp)[:0]
+	switch out.Event {
+	case twilio.EventMedia:
+		b = twilio.AppendMediaBase64(b, ss.sid, out.Media.Payload)
+		m.relayedBytes.Add(float64(base64.StdEncoding.DecodedLen(len(out.Media.Payload))))
+		if !ss.gotAudio.Swap(true) {
+			m.firstAudio.Observe(time.Since(ss.startedAt).Seconds())
+		}
+	case twilio.EventMark:
+		b = twilio.AppendMark(b, ss.sid, out.Mark.Name)
+	case twilio.EventClear:
+		b = twilio.AppendClear(b, ss.sid)
+		ss.publish(bus.NewEvent(ss.sid, bus.EventClear))
+	}
+	*bp = b
+	if ss.enqueue(bp) {
+		m.relayed.WithLabelValues(out.Event).Inc()
+	}
+}
+
+// enqueue hands an encoded message to the writer, waiting up to SendTimeout
+// for room. A peer that stays that far behind is closed: gaps in the middle
+// of speech are worse than a clean end.
+func (ss *session) enqueue(bp *[]byte) bool {
+	select {
+	case ss.send <- *bp:
+		return true
+	case <-ss.done:
+		bufPool.Put(bp)
+		return false
+	default:
+	}
+	t := time.NewTimer(ss.srv.cfg.SendTimeout)
+	defer t.Stop()
+	select {
+	case ss.send <- *bp:
+		return true
+	case <-ss.done:
+	case <-t.C:
+		ss.srv.metrics.errors.WithLabelValues("send_queue_full").Inc()
+		ss.abort(errSlowPeer)
+	}
+	bufPool.Put(bp)
+	return false
+}
+
+func (ss *session) writeLoop() {
+	for {
+		select {
+		case <-ss.done:
+			return
+		case b := <-ss.send:
+			_ = ss.conn.SetWriteDeadline(time.Now().Add(ss.srv.cfg.WriteTimeout))
+			select { // after the deadline is set, so that abort's kick is not overwritten
+			case <-ss.done:
+				return
+			default:
+			}
+			err := ss.conn.WriteMessage(websocket.TextMessage, b)
+			b = b[:0]
+			bufPool.Put(&b)
+			if err != nil {
+				ss.srv.metrics.errors.WithLabelValues("write").Inc()
+				ss.abort(fmt.Errorf("edge: write: %w", err))
+				return
+			}
+		}
+	}
+}
+
+// end marks the session over (once) and stops relays and the writer.
+func (ss *session) end(err error) bool {
+	first := false
+	ss.endOnce.Do(func() {
+		ss.endErr = err
+		close(ss.done)
+		first = true
+	})
+	return first
+}
+
+// abort ends the session from another goroutine: it expires the socket's
+// deadlines so that a blocked read or write returns at once. (Closing the
+// socket would not do: fasthttp's hijacked connection ignores Close until
+// the handler returns.)
+func (ss *session) abort(err error) {
+	if ss.end(err) {
+		nc := ss.conn.NetConn()
+		now := time.Now()
+		_ = nc.SetWriteDeadline(now)
+		_ = nc.SetReadDeadline(now)
+	}
+}
+
+// finish runs after the writer has stopped: unsubscribe, announce the end,
+// close the socket.
+func (ss *session) finish(reason string) {
+	if ss.sub != nil {
+		_ = ss.sub.Unsubscribe()
+	}
+	err := ss.endErr
+	if ss.sid != "" {
+		ss.srv.metrics.streams.Dec()
+		ev := bus.NewEvent(ss.sid, bus.EventStop)
+		ev.Stop = &bus.Stop{Reason: reason, CallSid: ss.callSid}
+		ss.publish(ev)
+		if err != nil {
+			ss.log.Warn("stream ended", "reason", reason, "err", err, "duration", time.Since(ss.startedAt).Round(time.Millisecond))
+		} else {
+			ss.log.Info("stream ended", "reason", reason, "duration", time.Since(ss.startedAt).Round(time.Millisecond))
+		}
+	} else if err != nil {
+		ss.log.Warn("socket closed before start", "err", err)
+	}
+	if reason != bus.StopReasonClosed {
+		_ = ss.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+	}
+	_ = ss.conn.Close()
+}
+
+func (ss *session) publish(ev bus.Event) {
+	data, err := json.Marshal(ev)
+	if err == nil {
+		err = ss.srv.nc.Publish(bus.StreamEvents(ss.sid), data)
+	}
+	if err != nil {
+		ss.srv.metrics.errors.WithLabelValues("publish").Inc()
+		ss.log.Warn("publish event failed", "event", ev.Event, "err", err)
+		return
+	}
+	ss.srv.metrics.events.WithLabelValues(ev.Event).Inc()
+}
