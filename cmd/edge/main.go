@@ -1,0 +1,73 @@
+// Command edge terminates Twilio Media Streams WebSockets, serves the TwiML
+// webhook, and bridges calls to the NATS bus. Without NATS_URL it runs the
+// whole product in one process: an embedded NATS server and a worker pool.
+//
+//	edge [flags]        serve (every flag also reads the environment variable named in -h)
+//	edge healthcheck    exit 0 if the local edge answers /healthz
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/callcast/callcast/internal/cli"
+	"github.com/callcast/callcast/internal/edge"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "edge:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	var (
+		o       edge.Options
+		logOpts cli.Log
+	)
+	f := cli.NewFlags("edge")
+	f.String(&o.Addr, "addr", "EDGE_ADDR", ":8080", "HTTP listen address")
+	f.String(&o.NATS.URL, "nats", "NATS_URL", "", "NATS URL(s), comma-separated; empty runs all-in-one with an embedded NATS server and workers")
+	f.String(&o.NATSListen, "nats-listen", "NATS_LISTEN", "127.0.0.1:4222", "all-in-one: the embedded NATS server's client address")
+	f.String(&o.NATS.Creds, "nats-creds", "NATS_CREDS", "", "NATS credentials file")
+	f.String(&o.NATS.User, "nats-user", "NATS_USER", "", "NATS user")
+	f.String(&o.NATS.Password, "nats-password", "NATS_PASSWORD", "", "NATS password")
+	f.String(&o.NATS.Token, "nats-token", "NATS_TOKEN", "", "NATS token")
+	f.String(&o.Edge.PublicURL, "public-url", "PUBLIC_URL", "", "public base URL Twilio reaches this edge at, e.g. https://voice.example.com")
+	f.Bool(&o.Edge.TrustProxy, "trust-proxy", "TRUST_PROXY", false, "honour X-Forwarded-Host/-Proto when PUBLIC_URL is empty")
+	f.String(&o.Edge.Say, "say", "SAY", "", "optional text Twilio speaks before connecting the stream")
+	f.String(&o.Edge.ID, "id", "EDGE_ID", defaultID(), "this edge's name on the bus")
+	f.String(&o.Worker.AudioDir, "audio-dir", "AUDIO_DIR", "./audio", "all-in-one: directory of playable audio")
+	f.String(&o.Worker.DefaultAudio, "default-audio", "DEFAULT_AUDIO", "sample.mp3", "all-in-one: audio played when the call names none")
+	f.Int(&o.Worker.Concurrency, "worker-concurrency", "WORKER_CONCURRENCY", 1000, "all-in-one: simultaneous playbacks")
+	f.Duration(&o.DrainTimeout, "drain-timeout", "DRAIN_TIMEOUT", 30*time.Second, "on SIGTERM, how long calls in progress may run on")
+	logOpts.Define(f)
+	if len(args) > 0 && args[0] == "healthcheck" {
+		if err := f.Parse(args[1:]); err != nil {
+			return err
+		}
+		return cli.Healthcheck(context.Background(), o.Addr)
+	}
+	if err := f.Parse(args); err != nil {
+		return err
+	}
+	log, err := logOpts.Logger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	o.Logger = log
+	o.NATS.Name = "callcast-edge-" + o.Edge.ID
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return edge.Run(ctx, o)
+}
+
+func defaultID() string {
+	h, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d", h, os.Getpid())
+}
