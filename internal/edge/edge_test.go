@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
-	"os"
 	"net"
 	"net/http/httptest"
 	"runtime"
@@ -370,7 +368,7 @@ func TestStartTimeout(t *testing.T) {
 }
 
 func TestSlowPeerIsClosed(t *testing.T) {
-	addr, nc := serve(t, Config{SendQueue: 4, SendTimeout: 200 * time.Millisecond, WriteTimeout: 500 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+	addr, nc := serve(t, Config{SendQueue: 4, SendTimeout: 200 * time.Millisecond, WriteTimeout: 500 * time.Millisecond})
 	p := dialPeer(t, addr)
 	events := subscribe(t, nc, bus.StreamEvents(p.sid))
 	started := subscribe(t, nc, bus.SubjectStreamStarted)
