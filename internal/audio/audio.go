@@ -3,16 +3,18 @@
 //
 // Inputs, recognised by their content and never by a file name:
 //
-//   - MP3: MPEG-1 and MPEG-2 Layer III (32–48 kHz and 16–24 kHz), CBR or
-//     VBR, mono or stereo, behind any number of ID3v2 tags. A Xing/Info
-//     frame is not played, and the encoder delay and padding recorded in a
-//     LAME tag are trimmed, so the output lasts exactly as long as the audio
-//     that was encoded. MPEG-2.5 (8–12 kHz) is refused with ErrUnsupported.
+//   - MP3: MPEG-1, MPEG-2 and MPEG-2.5 Layer III (32–48, 16–24 and
+//     8–12 kHz), CBR or VBR, mono or stereo, behind any number of ID3v2
+//     tags. A Xing/Info frame is not played, and the encoder delay and
+//     padding recorded in a LAME tag are trimmed, so the output lasts
+//     exactly as long as the audio that was encoded; without a LAME tag
+//     LAME's usual delay (576 + 529 samples) is trimmed from the start.
+//     Layer I and II are refused with ErrUnsupported.
 //   - WAV: 16-bit PCM at any rate with any number of channels (including
 //     WAVE_FORMAT_EXTENSIBLE), and G.711 μ-law; 8000 Hz mono μ-law is
 //     passed through byte for byte.
 //
-// The pipeline streams: MP3 decoder (s16le) → downmix to mono (average of
+// The pipeline streams: MP3 decoder (s16le; a patched copy of go-mp3) → downmix to mono (average of
 // the channels) → polyphase windowed-sinc low-pass resampler to 8000 Hz →
 // G.711 μ-law. Each stage reuses its buffers, so memory does not grow with
 // the length of the input, and the first output is ready after the first

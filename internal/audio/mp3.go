@@ -8,12 +8,16 @@ import (
 	"io"
 	"time"
 
-	"github.com/hajimehoshi/go-mp3"
+	"github.com/callcast/callcast/internal/audio/internal/mp3"
 )
 
 // decoderDelay is the delay of the MPEG Layer III synthesis filter bank
 // (528 samples, plus one), which LAME's recorded encoder delay leaves out.
 const decoderDelay = 529
+
+// lameDelay is LAME's encoder delay, assumed when a file does not record
+// one.
+const lameDelay = 576
 
 // mp3Reader decodes MP3 with go-mp3 and delivers mono samples, with the
 // Xing/Info frame dropped and the encoder delay and padding trimmed.
@@ -40,8 +44,6 @@ func parseMP3(br *bufio.Reader) (*mp3Reader, Info, error) {
 		return nil, Info{}, err
 	}
 	switch {
-	case h.version == mpeg25:
-		return nil, Info{}, fmt.Errorf("%w: %s (MPEG-2.5 is not supported); convert with: ffmpeg -i in.mp3 -ar 16000 out.mp3", ErrUnsupported, h)
 	case h.layer != 3:
 		return nil, Info{}, fmt.Errorf("%w: %s (only Layer III is supported); convert with: ffmpeg -i in.mp2 out.mp3", ErrUnsupported, h)
 	}
@@ -72,6 +74,12 @@ func parseMP3(br *bufio.Reader) (*mp3Reader, Info, error) {
 		}
 	} else if m.tag.lame {
 		m.skip = int64(m.tag.delay) + decoderDelay
+	}
+	if !m.tag.lame {
+		// Nothing records the encoder delay: assume LAME's, by far the
+		// most common encoder (its tag is left out when the first frame
+		// is too small to hold it). The end padding is unknown and stays.
+		m.skip = lameDelay + decoderDelay
 	}
 	return m, info, nil
 }

@@ -1,0 +1,15 @@
+// Package mp3 is a copy of github.com/hajimehoshi/go-mp3 v0.3.4 (Apache
+// License 2.0, see LICENSE) with fixes the transcoder needs:
+//
+//   - MPEG-2 and MPEG-2.5 Layer III frame sizes: 72·bitrate/rate plus the
+//     padding byte. Upstream halves the MPEG-1 size after adding the
+//     padding, which drops the last byte of some padded frames (22.05 kHz
+//     at 32 kb/s, for one), shifts the bit reservoir and decodes to noise.
+//   - MPEG-2.5 (8, 11.025 and 12 kHz) is decoded instead of refused: its
+//     sample rates and scalefactor bands, and the short-block region
+//     boundary at 8 kHz.
+//
+// Changed lines are marked "callcast:". The decoder delivers 16-bit
+// little-endian stereo samples (mono sources are duplicated), at the
+// source's sample rate.
+package mp3
