@@ -301,14 +301,16 @@ func ParseOutbound(data []byte) (*Outbound, error) {
 		if err := CheckPayload(o.Media.Payload); err != nil {
 			return nil, err
 		}
-		var media map[string]json.RawMessage
-		if err := json.Unmarshal(raw["media"], &media); err != nil || len(media) != 1 {
+		if !onlyKey(raw["media"], "payload") {
 			return nil, fmt.Errorf("%w: media must hold only payload", ErrUnexpectedData)
 		}
 		want["media"] = true
 	case EventMark:
 		if o.Mark == nil || o.Mark.Name == "" {
 			return nil, fmt.Errorf("%w: mark.name", ErrMissingField)
+		}
+		if !onlyKey(raw["mark"], "name") {
+			return nil, fmt.Errorf("%w: mark must hold only name", ErrUnexpectedData)
 		}
 		want["mark"] = true
 	case EventClear:
@@ -321,4 +323,16 @@ func ParseOutbound(data []byte) (*Outbound, error) {
 		}
 	}
 	return &o, nil
+}
+
+// onlyKey reports whether obj is a JSON object whose one key is exactly key.
+// encoding/json matches struct fields case-insensitively; Twilio does not, so
+// "Payload" or "NAME" must not pass for "payload" or "name".
+func onlyKey(obj json.RawMessage, key string) bool {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(obj, &m); err != nil || len(m) != 1 {
+		return false
+	}
+	_, ok := m[key]
+	return ok
 }
