@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/beevik/etree"
 	"github.com/twilio/twilio-go/twiml"
 )
 
@@ -37,5 +38,17 @@ func ConnectStream(streamURL string, params map[string]string, say string) (stri
 	verbs = append(verbs, twiml.VoiceConnect{
 		InnerElements: []twiml.Element{twiml.VoiceStream{Url: streamURL, InnerElements: inner}},
 	})
-	return twiml.Voice(verbs)
+	// twiml.Voice writes each element's attributes in map order, so the
+	// same input could give different bytes; sort them.
+	doc, response := twiml.CreateDocument()
+	twiml.AddAllVerbs(response, verbs)
+	sortAttrs(response)
+	return twiml.ToXML(doc)
+}
+
+func sortAttrs(e *etree.Element) {
+	e.SortAttrs()
+	for _, c := range e.ChildElements() {
+		sortAttrs(c)
+	}
 }
