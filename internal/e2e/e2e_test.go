@@ -386,4 +386,3 @@ func TestHangupPublishesStop(t *testing.T) {
 		t.Errorf("interrupted event %+v", in.Playback)
 	}
 }
-
