@@ -453,7 +453,10 @@ func (c *Call) writer(seq int) {
 		}
 		if m.kind == outClose {
 			msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
-			if err := c.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(writeTimeout)); err != nil {
+			err := c.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(writeTimeout))
+			// ErrCloseSent: the server closed first and the reader
+			// has answered its close frame already.
+			if err != nil && !errors.Is(err, websocket.ErrCloseSent) {
 				c.fail(fmt.Errorf("callsim: send close: %w", err))
 			}
 			return
