@@ -1,0 +1,200 @@
+// Command callsim calls a media-stream server the way Twilio does and
+// records what the caller would hear, so the product can be heard and
+// load-tested without a phone.
+//
+//	callsim -url ws://127.0.0.1:8080/media-stream -param audio=sample.mp3 -o call.wav
+//	callsim -calls 50 -rate 10 -duration 20s
+//
+// Every flag can also be set from the environment variable named in its
+// help (-h). The exit status is non-zero if the call broke or the server broke
+// the protocol.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/callcast/callcast/internal/callsim"
+	"github.com/callcast/callcast/internal/cli"
+)
+
+type config struct {
+	url      string
+	params   map[string]string
+	header   http.Header
+	out      string
+	caller   string
+	duration time.Duration
+	quiet    time.Duration
+	speed    float64
+	calls    int
+	rate     float64
+	log      cli.Log
+}
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "callsim:", err)
+		os.Exit(2)
+	}
+	log, err := cfg.log.Logger(os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "callsim:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "callsim:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+// run places the call (or the load) and reports on stdout.
+func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) error {
+	call := callsim.Config{URL: cfg.url, Header: cfg.header, Parameters: cfg.params, Speed: cfg.speed, Logger: log}
+	until := callsim.Until{Duration: cfg.duration, Quiet: cfg.quiet}
+	if cfg.calls > 1 {
+		var caller []byte
+		if cfg.caller != "" {
+			b, err := os.ReadFile(cfg.caller)
+			if err != nil {
+				return err
+			}
+			caller = b
+		}
+		rep, err := callsim.Load(ctx, callsim.LoadConfig{Call: call, Caller: caller, Calls: cfg.calls, Rate: cfg.rate, Until: until})
+		if err != nil {
+			return err
+		}
+		if err := rep.WriteSummary(stdout); err != nil {
+			return err
+		}
+		if rep.Failed() {
+			return errors.New("some calls failed")
+		}
+		return nil
+	}
+	if cfg.caller != "" {
+		f, err := os.Open(cfg.caller)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		call.CallerAudio = f
+	}
+	c, err := callsim.Run(ctx, call, until)
+	if err != nil {
+		return err
+	}
+	if err := c.WriteSummary(stdout); err != nil {
+		return err
+	}
+	if cfg.out != "" {
+		var b bytes.Buffer
+		if err := callsim.WriteWAV(&b, c.Played()); err != nil {
+			return err
+		}
+		if err := os.WriteFile(cfg.out, b.Bytes(), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote        %s\n", cfg.out)
+	}
+	if n := c.Stats().Errors; n > 0 {
+		return fmt.Errorf("%d protocol errors", n)
+	}
+	return c.Err()
+}
+
+// parseFlags reads the flags, each defaulting to its environment variable.
+func parseFlags(args []string) (config, error) {
+	var cfg config
+	var errs []error
+	f := cli.NewFlags("callsim")
+	f.String(&cfg.url, "url", "CALLSIM_URL", "ws://127.0.0.1:8080/media-stream", "WebSocket URL of the server")
+	f.String(&cfg.out, "o", "CALLSIM_OUTPUT", "", "write the audio played to the caller to this WAV file")
+	f.String(&cfg.caller, "caller", "CALLSIM_CALLER", "", "raw μ-law 8 kHz mono file the caller says; default silence")
+	f.Duration(&cfg.duration, "duration", "CALLSIM_DURATION", 0, "hang up after this long; 0: no limit")
+	f.Duration(&cfg.quiet, "quiet", "CALLSIM_QUIET", 2*time.Second, "hang up once everything has played and the server was quiet this long; 0: never")
+	f.Int(&cfg.calls, "calls", "CALLSIM_CALLS", 1, "number of calls; more than 1 runs a load test against a server on this machine")
+	float := func(p *float64, name, env string, def float64, usage string) {
+		if v, ok := os.LookupEnv(env); ok && v != "" {
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: not a number", env, v))
+			}
+			def = n
+		}
+		f.Float64Var(p, name, def, fmt.Sprintf("%s (env %s)", usage, env))
+	}
+	float(&cfg.speed, "speed", "CALLSIM_SPEED", 1, "playout speed; 1 is real time")
+	float(&cfg.rate, "rate", "CALLSIM_RATE", 0, "load mode: calls started per second; 0: all at once")
+	cfg.log.Define(f)
+	cfg.params = map[string]string{}
+	f.Func("param", "stream parameter name=value, as TwiML <Parameter>; repeatable (env CALLSIM_PARAMS, comma-separated)", func(s string) error {
+		return addPair(cfg.params, s, "=")
+	})
+	cfg.header = http.Header{}
+	f.Func("header", "extra upgrade request header 'Name: value', e.g. X-Twilio-Signature; repeatable (env CALLSIM_HEADERS, comma-separated)", func(s string) error {
+		m := map[string]string{}
+		if err := addPair(m, s, ":"); err != nil {
+			return err
+		}
+		for k, v := range m {
+			cfg.header.Add(k, strings.TrimSpace(v))
+		}
+		return nil
+	})
+	for _, p := range splitList(os.Getenv("CALLSIM_PARAMS")) {
+		errs = append(errs, f.Set("param", p))
+	}
+	for _, h := range splitList(os.Getenv("CALLSIM_HEADERS")) {
+		errs = append(errs, f.Set("header", h))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return cfg, err
+	}
+	if err := f.Parse(args); err != nil {
+		return cfg, err
+	}
+	if f.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q", f.Arg(0))
+	}
+	if cfg.calls < 1 {
+		return cfg, fmt.Errorf("-calls %d: want at least 1", cfg.calls)
+	}
+	return cfg, nil
+}
+
+func addPair(m map[string]string, s, sep string) error {
+	k, v, ok := strings.Cut(s, sep)
+	if !ok || strings.TrimSpace(k) == "" {
+		return fmt.Errorf("%q: want name%svalue", s, sep)
+	}
+	m[strings.TrimSpace(k)] = v
+	return nil
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
