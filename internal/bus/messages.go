@@ -102,7 +102,7 @@ const (
 	EventClear = "clear" // the edge relayed a clear to Twilio
 	EventStop  = "stop"  // the stream ended; Stop.Reason says how
 
-	EventPlaybackStarted     = "playback.started"     // a worker began sending a playback
+	EventPlaybackStarted     = "playback.started"     // the edge relayed the playback's first audio to Twilio
 	EventPlaybackFinished    = "playback.finished"    // Twilio echoed the playback's last mark: all of it was played
 	EventPlaybackInterrupted = "playback.interrupted" // the playback stopped early; Playback.HeardMs says how much was heard
 	EventPlaybackFailed      = "playback.failed"      // the playback could not start or go on; Error says why
@@ -164,7 +164,6 @@ const (
 	CodeUnknownAudio = "unknown_audio" // no such audio, or a name outside the library
 	CodeBadAudio     = "bad_audio"     // the audio exists but cannot be decoded
 	CodeBusy         = "busy"          // no worker had room for the playback
-	CodeNoMarkEcho   = "no_mark_echo"  // Twilio never confirmed the end of the audio
 	CodeInternal     = "internal"      // anything else
 )
 

@@ -64,6 +64,12 @@ type Config struct {
 	ReadTimeout time.Duration
 	// WriteTimeout bounds one WebSocket write. Default 10 s.
 	WriteTimeout time.Duration
+	// RenderTimeout is how long a worker may take to accept a playback, and
+	// how long it may go silent mid-playback before another worker takes
+	// over from the last byte relayed. Default 2 s.
+	RenderTimeout time.Duration
+	// RenderAttempts bounds the workers tried for one playback. Default 3.
+	RenderAttempts int
 	// Logger receives the edge's logs. Nil discards them.
 	Logger *slog.Logger
 	// Registerer receives the edge's metrics; Gatherer serves /metrics.
@@ -90,6 +96,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
+	}
+	if c.RenderTimeout <= 0 {
+		c.RenderTimeout = 2 * time.Second
+	}
+	if c.RenderAttempts <= 0 {
+		c.RenderAttempts = 3
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

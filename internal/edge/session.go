@@ -43,7 +43,9 @@ type session struct {
 	sid       string
 	callSid   string
 	startedAt time.Time
-	sub       *nats.Subscription
+	sub       *nats.Subscription // StreamOut
+	playSub   *nats.Subscription // StreamPlay
+	ctl       *controller
 	gotAudio  atomic.Bool
 }
 
@@ -145,6 +147,7 @@ func (ss *session) readLoop() (string, error) {
 			ev := bus.NewEvent(ss.sid, bus.EventMark)
 			ev.Mark = &twilio.Mark{Name: msg.Mark.Name}
 			ss.publish(ev)
+			ss.ctl.onEcho(msg.Mark.Name)
 		case twilio.EventStop:
 			return bus.StopReasonTwilio, nil
 		}
@@ -198,6 +201,11 @@ func (ss *session) start(msg *twilio.Message) error {
 	// relay closes the socket when a queue stays full.
 	_ = sub.SetPendingLimits(-1, 64<<20)
 	ss.sub = sub
+	ss.ctl = newController(ss)
+	ss.ctl.start()
+	if ss.playSub, err = ss.srv.nc.Subscribe(bus.StreamPlay(sid), ss.ctl.onEnqueue); err != nil {
+		return fmt.Errorf("edge: subscribe %s: %w", bus.StreamPlay(sid), err)
+	}
 	started := bus.StreamStarted{
 		Type:             bus.TypeStreamStarted,
 		StreamSid:        sid,
@@ -242,6 +250,13 @@ func (ss *session) relay(msg *nats.Msg) {
 		m.errors.WithLabelValues("bad_out_message").Inc()
 		ss.log.Warn("dropping invalid message from the bus", "err", err)
 		return
+	}
+	if hdr := msg.Header.Get(bus.HeaderPlayback); hdr != "" {
+		if !ss.ctl.admit(hdr, out, msg) {
+			return // a frame of a playback that was stopped or moved
+		}
+	} else if out.Event == twilio.EventClear {
+		ss.ctl.onClear()
 	}
 	bp := bufPool.Get().(*[]byte)
 	b := (*bp)[:0]
@@ -338,11 +353,26 @@ func (ss *session) abort(err error) {
 	}
 }
 
-// finish runs after the writer has stopped: unsubscribe, announce the end,
-// close the socket.
+// sendClear queues a clear for Twilio and tells the bus.
+func (ss *session) sendClear() {
+	bp := bufPool.Get().(*[]byte)
+	*bp = twilio.AppendClear((*bp)[:0], ss.sid)
+	if ss.enqueue(bp) {
+		ss.srv.metrics.relayed.WithLabelValues(twilio.EventClear).Inc()
+	}
+	ss.publish(bus.NewEvent(ss.sid, bus.EventClear))
+}
+
+// finish runs after the writer has stopped: unsubscribe, end the call's
+// playbacks, announce the end, close the socket.
 func (ss *session) finish(reason string) {
-	if ss.sub != nil {
-		_ = ss.sub.Unsubscribe()
+	for _, sub := range []*nats.Subscription{ss.playSub, ss.sub} {
+		if sub != nil {
+			_ = sub.Unsubscribe()
+		}
+	}
+	if ss.ctl != nil {
+		ss.ctl.close(reason)
 	}
 	err := ss.endErr
 	if ss.sid != "" {

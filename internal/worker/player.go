@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,41 +22,38 @@ import (
 
 const bytesPerMs = audio.SampleRate / 1000 // μ-law bytes per millisecond
 
-// markPrefix starts the name of every mark a playback sends:
-// "cc:<playbackID>:<offset>", offset being the bytes of audio sent before it.
-const markPrefix = "cc:"
-
 // Reasons a playback stops early.
 var (
 	errStreamStopped = errors.New("worker: stream stopped")
 	errCleared       = errors.New("worker: cleared")
-	errNoMarkEcho    = errors.New("worker: last mark never echoed")
+	errInterrupted   = errors.New("worker: playback interrupted")
 )
 
-// playback sends one audio source to one stream, paced by Twilio's mark
-// echoes so that no more than lead is ever buffered at Twilio.
+// playback sends one audio source to one stream from offset on, paced by
+// Twilio's mark echoes so that no more than lead is buffered at Twilio.
 type playback struct {
-	nc    *nats.Conn
-	log   *slog.Logger
-	id    string
-	reqID string
-	sid   string
-	audio string
-	src   io.Reader
-	info  audio.Info
+	nc      *nats.Conn
+	log     *slog.Logger
+	id      string
+	attempt int
+	sid     string
+	audio   string
+	src     io.Reader
+	offset  int64 // bytes of the audio already played by an earlier attempt
+	backlog int64 // bytes of earlier playbacks buffered at Twilio ahead of this one
 
-	lead      int64 // bytes that may be sent ahead of what was heard
+	lead      int64 // bytes that may be buffered at Twilio
 	markEvery int64 // bytes between progress marks
 	grace     time.Duration
 
-	heard   atomic.Int64  // bytes confirmed played by mark echoes
-	notify  chan struct{} // poked when heard changes or the stream stops
+	heard   atomic.Int64  // offset confirmed played by mark echoes
+	notify  chan struct{} // poked when heard changes or the playback must stop
 	stopMu  sync.Mutex
 	stopErr error
 }
 
-// observe handles the stream's events: mark echoes move heard forward, stop
-// and clear end the playback.
+// observe handles the stream's events: mark echoes move heard forward;
+// stop, clear, or the end of this playback stop it.
 func (p *playback) observe(msg *nats.Msg) {
 	ev, err := bus.DecodeEvent(msg.Data)
 	if err != nil {
@@ -68,8 +64,8 @@ func (p *playback) observe(msg *nats.Msg) {
 		if ev.Mark == nil {
 			return
 		}
-		off, ok := p.markOffset(ev.Mark.Name)
-		if !ok {
+		id, off, _, ok := bus.ParsePlaybackMark(ev.Mark.Name)
+		if !ok || id != p.id {
 			return
 		}
 		for {
@@ -82,6 +78,11 @@ func (p *playback) observe(msg *nats.Msg) {
 		p.stop(errStreamStopped)
 	case bus.EventClear:
 		p.stop(errCleared)
+	case bus.EventPlaybackInterrupted, bus.EventPlaybackFailed:
+		if ev.Playback == nil || ev.Playback.ID != p.id {
+			return
+		}
+		p.stop(errInterrupted)
 	default:
 		return
 	}
@@ -89,19 +90,6 @@ func (p *playback) observe(msg *nats.Msg) {
 	case p.notify <- struct{}{}:
 	default:
 	}
-}
-
-func (p *playback) markName(off int64) string {
-	return markPrefix + p.id + ":" + strconv.FormatInt(off, 10)
-}
-
-func (p *playback) markOffset(name string) (int64, bool) {
-	rest, ok := strings.CutPrefix(name, markPrefix+p.id+":")
-	if !ok {
-		return 0, false
-	}
-	off, err := strconv.ParseInt(rest, 10, 64)
-	return off, err == nil && off >= 0
 }
 
 func (p *playback) stop(err error) {
@@ -118,74 +106,53 @@ func (p *playback) stopped() error {
 	return p.stopErr
 }
 
-// result is how a playback ended.
-type result struct {
-	sent, heard int64 // bytes
-	err         error // nil: played to the end and confirmed by Twilio
-}
-
-// run sends the audio and waits for the echo of its last mark.
-func (p *playback) run(ctx context.Context) result {
+// run sends the audio, then the playback's last mark. It returns the bytes
+// sent (counting from the start of the audio) and why it stopped early, if
+// it did.
+func (p *playback) run(ctx context.Context) (int64, error) {
 	sub, err := p.nc.Subscribe(bus.StreamEvents(p.sid), p.observe)
 	if err != nil {
-		return result{err: fmt.Errorf("worker: subscribe events: %w", err)}
+		return p.offset, fmt.Errorf("worker: subscribe events: %w", err)
 	}
 	defer sub.Unsubscribe()
+	p.heard.Store(p.offset)
 
-	out := bus.StreamOut(p.sid)
+	if p.offset > 0 {
+		if _, err := io.CopyN(io.Discard, p.src, p.offset); err != nil {
+			return p.offset, fmt.Errorf("worker: skip to offset %d: %w", p.offset, err)
+		}
+	}
+
+	msg := &nats.Msg{Subject: bus.StreamOut(p.sid), Header: nats.Header{}}
+	msg.Header.Set(bus.HeaderPlayback, bus.PlaybackHeader(p.id, p.attempt))
 	frame := make([]byte, audio.FrameSize)
-	msg := make([]byte, 0, 64+base64.StdEncoding.EncodedLen(audio.FrameSize))
-	var sent, lastMark int64
+	buf := make([]byte, 0, 64+base64.StdEncoding.EncodedLen(audio.FrameSize))
+	sent, lastMark := p.offset, p.offset
 	var t0 time.Time
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 
+	var srcErr error
 	for {
-		// Pace: wait while the lead is used up.
-		for {
-			if err := p.stopped(); err != nil {
-				return result{sent: sent, heard: p.heard.Load(), err: err}
-			}
-			if err := ctx.Err(); err != nil {
-				return result{sent: sent, heard: p.heard.Load(), err: err}
-			}
-			heard := p.heardAt(t0, time.Now())
-			if sent-heard < p.lead {
-				break
-			}
-			// Wall clock fallback: when marks lag by more than grace, assume
-			// Twilio plays in real time.
-			wait := t0.Add(p.grace + time.Duration(sent-p.lead+audio.FrameSize)*time.Millisecond/bytesPerMs).Sub(time.Now())
-			timer.Reset(max(wait, time.Millisecond))
-			select {
-			case <-ctx.Done():
-			case <-p.notify:
-			case <-timer.C:
-			}
-			if !timer.Stop() {
-				select {
-				case <-timer.C:
-				default:
-				}
-			}
+		if err := p.pace(ctx, sent, t0, timer); err != nil {
+			return sent, err
 		}
-
 		n, rerr := io.ReadFull(p.src, frame)
 		if n > 0 {
 			if t0.IsZero() {
 				t0 = time.Now()
-				p.event(bus.EventPlaybackStarted, sent, 0, "", nil)
 			}
-			msg = append(msg[:0], `{"event":"media","media":{"payload":"`...)
-			msg = base64.StdEncoding.AppendEncode(msg, frame[:n])
-			msg = append(msg, `"}}`...)
-			if err := p.nc.Publish(out, msg); err != nil {
-				return result{sent: sent, heard: p.heard.Load(), err: fmt.Errorf("worker: publish: %w", err)}
+			buf = append(buf[:0], `{"event":"media","media":{"payload":"`...)
+			buf = base64.StdEncoding.AppendEncode(buf, frame[:n])
+			buf = append(buf, `"}}`...)
+			msg.Data = buf
+			if err := p.nc.PublishMsg(msg); err != nil {
+				return sent, fmt.Errorf("worker: publish: %w", err)
 			}
 			sent += int64(n)
 			if sent-lastMark >= p.markEvery {
-				if err := p.mark(out, sent); err != nil {
-					return result{sent: sent, heard: p.heard.Load(), err: err}
+				if err := p.mark(msg, sent, false, ""); err != nil {
+					return sent, err
 				}
 				lastMark = sent
 			}
@@ -193,92 +160,90 @@ func (p *playback) run(ctx context.Context) result {
 		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
 			break
 		}
-		if errors.Is(rerr, audio.ErrTruncated) {
-			p.log.Warn("audio truncated; played what was decodable", "err", rerr)
-			break
-		}
 		if rerr != nil {
-			return result{sent: sent, heard: p.heard.Load(), err: rerr}
+			srcErr = rerr
+			break
 		}
 	}
 	if sent == 0 {
-		return result{err: fmt.Errorf("%w: no audio in %q", audio.ErrBadInput, p.audio)}
-	}
-	if lastMark != sent {
-		if err := p.mark(out, sent); err != nil {
-			return result{sent: sent, heard: p.heard.Load(), err: err}
+		if srcErr == nil {
+			srcErr = fmt.Errorf("%w: no audio in %q", audio.ErrBadInput, p.audio)
 		}
+		return 0, srcErr
 	}
-	return p.awaitEnd(ctx, sent, t0)
+	detail := ""
+	if srcErr != nil {
+		p.log.Warn("audio ended early; played what was decodable", "err", srcErr)
+		detail = srcErr.Error()
+	}
+	return sent, p.mark(msg, sent, true, detail)
 }
 
-// awaitEnd waits for Twilio to confirm the last byte was played.
-func (p *playback) awaitEnd(ctx context.Context, sent int64, t0 time.Time) result {
-	// The buffered remainder plus a generous margin for a slow network.
-	deadline := t0.Add(time.Duration(sent)*time.Millisecond/bytesPerMs + p.grace + 10*time.Second)
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
+// pace waits while the lead is used up: until Twilio has played enough of
+// what was sent, by its marks or, when they lag by more than grace, by the
+// wall clock.
+func (p *playback) pace(ctx context.Context, sent int64, t0 time.Time, timer *time.Timer) error {
 	for {
-		heard := p.heard.Load()
-		if heard >= sent {
-			return result{sent: sent, heard: heard}
-		}
 		if err := p.stopped(); err != nil {
-			return result{sent: sent, heard: heard, err: err}
+			return err
 		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		now := time.Now()
+		if p.buffered(sent, t0, now) < p.lead {
+			return nil
+		}
+		// When the wall clock alone would let the next frame go.
+		wait := t0.Add(p.grace + time.Duration(p.backlog+sent-p.offset-p.lead+audio.FrameSize)*time.Millisecond/bytesPerMs).Sub(now)
+		timer.Reset(max(wait, time.Millisecond))
 		select {
 		case <-ctx.Done():
-			return result{sent: sent, heard: heard, err: ctx.Err()}
-		case <-timer.C:
-			return result{sent: sent, heard: heard, err: errNoMarkEcho}
 		case <-p.notify:
+		case <-timer.C:
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
 		}
 	}
 }
 
-// heardAt is how much audio the caller has heard by now: what the marks
-// confirm, or, when they lag by more than grace, what real-time playback
-// since the first frame would have played.
-func (p *playback) heardAt(t0, now time.Time) int64 {
+// buffered estimates the audio queued at Twilio: the earlier playbacks'
+// backlog not yet played plus what this one sent beyond what was heard.
+func (p *playback) buffered(sent int64, t0, now time.Time) int64 {
 	heard := p.heard.Load()
-	if t0.IsZero() {
-		return heard
+	var elapsed int64
+	if !t0.IsZero() {
+		elapsed = int64(now.Sub(t0)) * bytesPerMs / int64(time.Millisecond)
 	}
-	if wall := int64(now.Sub(t0)-p.grace) * bytesPerMs / int64(time.Millisecond); wall > heard {
-		return wall
+	backlog := p.backlog
+	if heard > p.offset {
+		backlog = 0 // this playback's own audio is playing
+	} else {
+		backlog = max(0, backlog-elapsed)
 	}
-	return heard
+	if wall := p.offset + elapsed - p.backlog - int64(p.grace)*bytesPerMs/int64(time.Millisecond); wall > heard {
+		heard = min(wall, sent)
+	}
+	return backlog + sent - heard
 }
 
-func (p *playback) mark(subject string, off int64) error {
-	data, err := json.Marshal(bus.OutMessage{Event: "mark", Mark: &twilio.Mark{Name: p.markName(off)}})
+func (p *playback) mark(msg *nats.Msg, off int64, last bool, detail string) error {
+	data, err := json.Marshal(bus.OutMessage{Event: twilio.EventMark, Mark: &twilio.Mark{Name: bus.PlaybackMark(p.id, off, last)}})
 	if err != nil {
 		return err
 	}
-	if err := p.nc.Publish(subject, data); err != nil {
+	m := &nats.Msg{Subject: msg.Subject, Header: msg.Header, Data: data}
+	if detail != "" {
+		m.Header = nats.Header{}
+		m.Header.Set(bus.HeaderPlayback, msg.Header.Get(bus.HeaderPlayback))
+		m.Header.Set(bus.HeaderError, strings.Join(strings.Fields(detail), " "))
+	}
+	if err := p.nc.PublishMsg(m); err != nil {
 		return fmt.Errorf("worker: publish mark: %w", err)
 	}
 	return nil
-}
-
-// event publishes a playback lifecycle event on the stream's events subject.
-func (p *playback) event(kind string, sent, heard int64, reason string, e *bus.Error) {
-	ev := bus.NewEvent(p.sid, kind)
-	ev.Playback = &bus.Playback{
-		ID:         p.id,
-		RequestID:  p.reqID,
-		Audio:      p.audio,
-		DurationMs: p.info.Duration.Milliseconds(),
-		SentMs:     sent / bytesPerMs,
-		HeardMs:    heard / bytesPerMs,
-		Reason:     reason,
-	}
-	ev.Error = e
-	data, err := json.Marshal(ev)
-	if err == nil {
-		err = p.nc.Publish(bus.StreamEvents(p.sid), data)
-	}
-	if err != nil {
-		p.log.Warn("publish playback event failed", "event", kind, "err", err)
-	}
 }

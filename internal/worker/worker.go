@@ -7,6 +7,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -45,6 +46,8 @@ type Config struct {
 	MarkGrace time.Duration
 	// MaxFileSize refuses larger audio files. Default 100 MiB.
 	MaxFileSize int64
+	// RequestTimeout bounds a request to an edge. Default 2 s.
+	RequestTimeout time.Duration
 	// ID names this worker in logs and service info. Default: a random ID.
 	ID string
 	// Logger receives the worker's logs. Nil discards them.
@@ -72,6 +75,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxFileSize <= 0 {
 		c.MaxFileSize = 100 << 20
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 2 * time.Second
 	}
 	if c.ID == "" {
 		c.ID = nuid.Next()
@@ -116,7 +122,8 @@ func New(nc *nats.Conn, cfg Config) (*Worker, error) {
 	}, nil
 }
 
-// Start subscribes the worker to the bus in the callcast-workers queue group.
+// Start subscribes the worker to the bus in the callcast-workers queue
+// group: stream starts, play requests and render requests.
 func (w *Worker) Start() error {
 	svc, err := micro.AddService(w.nc, micro.Config{
 		Name:        ServiceName,
@@ -128,10 +135,19 @@ func (w *Worker) Start() error {
 	if err != nil {
 		return fmt.Errorf("worker: add service: %w", err)
 	}
-	if err := svc.AddEndpoint("stream-started", micro.HandlerFunc(w.onStreamStarted),
-		micro.WithEndpointSubject(bus.SubjectStreamStarted)); err != nil {
-		_ = svc.Stop()
-		return fmt.Errorf("worker: add endpoint: %w", err)
+	endpoints := []struct {
+		name, subject string
+		handler       micro.HandlerFunc
+	}{
+		{"stream-started", bus.SubjectStreamStarted, w.onStreamStarted},
+		{"play", bus.SubjectPlay, w.onPlay},
+		{"render", bus.SubjectRender, w.onRender},
+	}
+	for _, e := range endpoints {
+		if err := svc.AddEndpoint(e.name, e.handler, micro.WithEndpointSubject(e.subject)); err != nil {
+			_ = svc.Stop()
+			return fmt.Errorf("worker: add endpoint %s: %w", e.name, err)
+		}
 	}
 	w.svc = svc
 	w.log.Info("worker started", "audio_dir", w.cfg.AudioDir, "default_audio", w.cfg.DefaultAudio, "concurrency", w.cfg.Concurrency)
@@ -161,6 +177,18 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 // Active returns the number of playbacks in flight.
 func (w *Worker) Active() int { return len(w.slots) }
 
+// go runs f in a goroutine owned by w.jobs, so that micro's one-at-a-time
+// handlers never wait on the network.
+func (w *Worker) goJob(f func()) {
+	w.jobs.Add(1)
+	go func() {
+		defer w.jobs.Done()
+		f()
+	}()
+}
+
+// onStreamStarted queues the call's own audio (customParameters.audio, else
+// DefaultAudio) on the edge holding the stream.
 func (w *Worker) onStreamStarted(req micro.Request) {
 	st, err := bus.DecodeStreamStarted(req.Data())
 	if err != nil {
@@ -171,95 +199,181 @@ func (w *Worker) onStreamStarted(req micro.Request) {
 	if name == "" {
 		name = w.cfg.DefaultAudio
 	}
-	w.play(st.StreamSid, st.CallSid, name, "")
+	log := w.log.With("stream_sid", st.StreamSid, "call_sid", st.CallSid, "audio", name)
+	w.goJob(func() {
+		reply := w.enqueue(&bus.PlayRequest{StreamSid: st.StreamSid, Audio: name, Mode: bus.ModeQueue})
+		if reply.Error == nil {
+			return
+		}
+		log.Error("playback failed", "code", reply.Error.Code, "err", reply.Error.Message)
+		ev := bus.NewEvent(st.StreamSid, bus.EventPlaybackFailed)
+		ev.Playback = &bus.Playback{ID: reply.PlaybackID, Audio: name}
+		ev.Error = reply.Error
+		w.publishEvent(ev)
+	})
 }
 
-// play starts a playback in its own goroutine, owned by w.jobs.
-func (w *Worker) play(sid, callSid, name, reqID string) {
-	log := w.log.With("stream_sid", sid, "call_sid", callSid, "audio", name)
+// onPlay serves callcast.play: check the request and the audio, then queue
+// it on the edge that holds the stream.
+func (w *Worker) onPlay(req micro.Request) {
+	pr, err := bus.DecodePlayRequest(req.Data())
+	if err != nil {
+		w.respond(req, bus.ErrorReply(bus.CodeBadRequest, err.Error()))
+		return
+	}
+	w.goJob(func() { w.respond(req, w.enqueue(pr)) })
+}
+
+// enqueue checks the audio and hands the playback to the edge holding the
+// stream.
+func (w *Worker) enqueue(pr *bus.PlayRequest) bus.PlayReply {
+	id := nuid.Next()
+	info, err := w.probe(pr.Audio)
+	if err != nil {
+		reply := bus.PlayReply{Type: bus.TypePlayReply, PlaybackID: id, Error: errorBody(err, pr.Audio)}
+		return reply
+	}
+	data, err := json.Marshal(bus.Enqueue{
+		Type: bus.TypeEnqueue, PlaybackID: id, RequestID: pr.ID, Audio: pr.Audio,
+		Mode: pr.Mode, DurationMs: info.Duration.Milliseconds(),
+	})
+	if err != nil {
+		return bus.ErrorReply(bus.CodeInternal, err.Error())
+	}
+	ctx, cancel := context.WithTimeout(w.ctx, w.cfg.RequestTimeout)
+	defer cancel()
+	resp, err := w.nc.RequestWithContext(ctx, bus.StreamPlay(pr.StreamSid), data)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return bus.ErrorReply(bus.CodeUnknownStream, fmt.Sprintf("no live call has stream %s", pr.StreamSid))
+	case err != nil:
+		return bus.ErrorReply(bus.CodeInternal, fmt.Sprintf("queue on the edge: %v", err))
+	}
+	reply, err := bus.DecodePlayReply(resp.Data)
+	if err != nil {
+		return bus.ErrorReply(bus.CodeInternal, fmt.Sprintf("edge reply: %v", err))
+	}
+	return *reply
+}
+
+// probe opens name and reads its header, to refuse what cannot play before
+// it is queued.
+func (w *Worker) probe(name string) (audio.Info, error) {
+	f, err := w.lib.Open(name)
+	if err != nil {
+		return audio.Info{}, err
+	}
+	defer f.Close()
+	tr, err := audio.NewTranscoder(f, audio.Options{})
+	if err != nil {
+		return audio.Info{}, err
+	}
+	return tr.Info(), nil
+}
+
+// onRender serves callcast.render: take one playback for a stream and send
+// it, if there is room.
+func (w *Worker) onRender(req micro.Request) {
+	rr, err := bus.DecodeRenderRequest(req.Data())
+	if err != nil {
+		w.respond(req, bus.ErrorReply(bus.CodeBadRequest, err.Error()))
+		return
+	}
+	select {
+	case w.slots <- struct{}{}:
+	default:
+		w.respond(req, bus.ErrorReply(bus.CodeBusy, fmt.Sprintf("worker %s is at its %d playbacks", w.cfg.ID, w.cfg.Concurrency)))
+		return
+	}
+	log := w.log.With("stream_sid", rr.StreamSid, "audio", rr.Audio, "playback", rr.PlaybackID)
+	f, err := w.lib.Open(rr.Audio)
+	var tr *audio.Transcoder
+	if err == nil {
+		tr, err = audio.NewTranscoder(f, audio.Options{})
+	}
+	if err != nil {
+		<-w.slots
+		if f != nil {
+			f.Close()
+		}
+		log.Error("playback failed", "err", err)
+		w.respond(req, bus.PlayReply{Type: bus.TypePlayReply, PlaybackID: rr.PlaybackID, Error: errorBody(err, rr.Audio)})
+		return
+	}
+	w.respond(req, bus.PlayReply{Type: bus.TypePlayReply, PlaybackID: rr.PlaybackID, DurationMs: tr.Info().Duration.Milliseconds()})
 	p := &playback{
 		nc:        w.nc,
 		log:       log,
-		id:        nuid.Next(),
-		reqID:     reqID,
-		sid:       sid,
-		audio:     name,
+		id:        rr.PlaybackID,
+		attempt:   rr.Attempt,
+		sid:       rr.StreamSid,
+		audio:     rr.Audio,
+		src:       tr,
+		offset:    rr.Offset,
+		backlog:   rr.BacklogMs * bytesPerMs,
 		lead:      int64(w.cfg.Lead / time.Millisecond * bytesPerMs),
 		markEvery: int64(w.cfg.MarkEvery / time.Millisecond * bytesPerMs),
 		grace:     w.cfg.MarkGrace,
 		notify:    make(chan struct{}, 1),
 	}
-	select {
-	case w.slots <- struct{}{}:
-	default:
-		log.Error("worker at capacity; playback refused", "concurrency", w.cfg.Concurrency)
-		p.event(bus.EventPlaybackFailed, 0, 0, "", &bus.Error{Code: bus.CodeBusy, Message: "all workers busy", Audio: name})
-		return
-	}
-	w.jobs.Add(1)
-	go func() {
-		defer w.jobs.Done()
+	w.goJob(func() {
 		defer func() { <-w.slots }()
-		w.runPlayback(p)
-	}()
+		defer f.Close()
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("panic in playback", "panic", r)
+			}
+		}()
+		start := time.Now()
+		sent, err := p.run(w.ctx)
+		took := time.Since(start).Round(time.Millisecond)
+		switch {
+		case err == nil:
+			log.Info("playback sent", "sent_ms", sent/bytesPerMs, "took", took)
+		case isStop(err):
+			log.Info("playback stopped", "reason", err, "sent_ms", sent/bytesPerMs, "took", took)
+		default:
+			log.Error("playback failed", "err", err, "sent_ms", sent/bytesPerMs)
+		}
+	})
 }
 
-func (w *Worker) runPlayback(p *playback) {
-	defer func() {
-		if r := recover(); r != nil {
-			p.log.Error("panic in playback", "panic", r)
-			p.event(bus.EventPlaybackFailed, 0, 0, "", &bus.Error{Code: bus.CodeInternal, Message: fmt.Sprint("internal error: ", r), Audio: p.audio})
+func (w *Worker) respond(req micro.Request, reply bus.PlayReply) {
+	data, err := json.Marshal(reply)
+	if err != nil {
+		w.log.Error("encode reply", "err", err)
+		return
+	}
+	if reply.Error != nil {
+		code := "500"
+		switch reply.Error.Code {
+		case bus.CodeBadRequest, bus.CodeUnknownAudio, bus.CodeBadAudio, bus.CodeUnknownStream:
+			code = "400"
+		case bus.CodeBusy:
+			code = "503"
 		}
-	}()
-	f, err := w.lib.Open(p.audio)
-	if err != nil {
-		w.fail(p, err)
-		return
+		err = req.Error(code, reply.Error.Message, data)
+	} else {
+		err = req.Respond(data)
 	}
-	defer f.Close()
-	tr, err := audio.NewTranscoder(f, audio.Options{})
-	if err != nil {
-		w.fail(p, err)
-		return
+	if err != nil && !errors.Is(err, micro.ErrRespond) {
+		w.log.Warn("reply failed", "err", err)
 	}
-	p.src, p.info = tr, tr.Info()
-	start := time.Now()
-	res := p.run(w.ctx)
-	elapsed := time.Since(start).Round(time.Millisecond)
-	switch {
-	case res.err == nil:
-		p.log.Info("playback finished", "playback", p.id, "sent_ms", res.sent/bytesPerMs, "took", elapsed)
-		p.event(bus.EventPlaybackFinished, res.sent, res.heard, "", nil)
-	case res.sent == 0 && !isStop(res.err):
-		w.fail(p, res.err)
-	case isStop(res.err):
-		reason := stopReason(res.err)
-		p.log.Info("playback interrupted", "playback", p.id, "reason", reason, "sent_ms", res.sent/bytesPerMs, "heard_ms", res.heard/bytesPerMs)
-		p.event(bus.EventPlaybackInterrupted, res.sent, res.heard, reason, nil)
-	default:
-		p.log.Error("playback failed", "playback", p.id, "err", res.err, "sent_ms", res.sent/bytesPerMs)
-		p.event(bus.EventPlaybackFailed, res.sent, res.heard, "", errorBody(res.err, p.audio))
+}
+
+func (w *Worker) publishEvent(ev bus.Event) {
+	data, err := json.Marshal(ev)
+	if err == nil {
+		err = w.nc.Publish(bus.StreamEvents(ev.StreamSid), data)
+	}
+	if err != nil {
+		w.log.Warn("publish event failed", "event", ev.Event, "err", err)
 	}
 }
 
 func isStop(err error) bool {
-	return errors.Is(err, errStreamStopped) || errors.Is(err, errCleared) || errors.Is(err, context.Canceled)
-}
-
-func stopReason(err error) string {
-	switch {
-	case errors.Is(err, errStreamStopped):
-		return "stop"
-	case errors.Is(err, errCleared):
-		return "clear"
-	default:
-		return "shutdown"
-	}
-}
-
-func (w *Worker) fail(p *playback, err error) {
-	p.log.Error("playback failed", "err", err)
-	p.event(bus.EventPlaybackFailed, 0, 0, "", errorBody(err, p.audio))
+	return errors.Is(err, errStreamStopped) || errors.Is(err, errCleared) ||
+		errors.Is(err, errInterrupted) || errors.Is(err, context.Canceled)
 }
 
 // errorBody classifies err for producers.
@@ -270,8 +384,6 @@ func errorBody(err error, name string) *bus.Error {
 		code = bus.CodeUnknownAudio
 	case errors.Is(err, ErrTooLarge), errors.Is(err, audio.ErrBadInput), errors.Is(err, audio.ErrUnsupported), errors.Is(err, audio.ErrTruncated):
 		code = bus.CodeBadAudio
-	case errors.Is(err, errNoMarkEcho):
-		code = bus.CodeNoMarkEcho
 	}
 	return &bus.Error{Code: code, Message: err.Error(), Audio: name}
 }

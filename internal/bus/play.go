@@ -1,0 +1,243 @@
+package bus
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/callcast/callcast/internal/twilio"
+)
+
+// Subjects of the playback protocol.
+const (
+	// SubjectPlay is the producers' request/reply entry point, served by the
+	// workers' queue group: PlayRequest → PlayReply.
+	SubjectPlay = "callcast.play"
+	// SubjectRender is how an edge hands one playback to a worker (queue
+	// group callcast-workers): RenderRequest → PlayReply.
+	SubjectRender = "callcast.render"
+)
+
+// StreamPlay is the subject on which the edge holding sid takes playbacks
+// for its queue: "callcast.stream.<sid>.play" (Enqueue → PlayReply).
+func StreamPlay(sid string) string { return subjectStreamPrefix + sid + ".play" }
+
+// Message types of the playback protocol.
+const (
+	TypePlayRequest   = "callcast.play.v1"
+	TypePlayReply     = "callcast.play.reply.v1"
+	TypeEnqueue       = "callcast.stream.play.v1"
+	TypeRenderRequest = "callcast.render.v1"
+)
+
+// Play modes.
+const (
+	ModeQueue     = "queue"     // play after everything already queued on the call
+	ModeInterrupt = "interrupt" // stop what plays, drop the queue, clear Twilio's buffer, then play
+)
+
+// Headers on the frames a worker publishes for a playback on StreamOut.
+const (
+	// HeaderPlayback names the playback and attempt a frame belongs to:
+	// "<playbackId>/<attempt>". The edge drops frames of any other.
+	HeaderPlayback = "Callcast-Playback"
+	// HeaderError, on a playback's last mark, says it ended early because
+	// the audio could not be decoded further.
+	HeaderError = "Callcast-Error"
+)
+
+// MaxAudioNameLen bounds an audio name.
+const MaxAudioNameLen = 255
+
+// Error codes of replies and playback.failed events, beyond those above.
+const (
+	CodeUnknownStream = "unknown_stream" // no edge holds the stream
+	CodeNoWorkers     = "no_workers"     // no worker answered
+)
+
+// PlayRequest asks for audio to be played into a live call.
+type PlayRequest struct {
+	Type      string `json:"type,omitempty"` // TypePlayRequest; may be omitted
+	StreamSid string `json:"streamSid"`
+	Audio     string `json:"audio"`
+	Mode      string `json:"mode,omitempty"` // ModeQueue (default) or ModeInterrupt
+	ID        string `json:"id,omitempty"`   // the producer's own ID, echoed in events
+}
+
+// PlayReply answers a PlayRequest, an Enqueue or a RenderRequest: either a
+// playback ID and duration, or an Error.
+type PlayReply struct {
+	Type       string `json:"type"`
+	PlaybackID string `json:"playbackId,omitempty"`
+	DurationMs int64  `json:"durationMs,omitempty"`
+	Error      *Error `json:"error,omitempty"`
+}
+
+// Enqueue is a checked PlayRequest forwarded by a worker to the edge that
+// holds the stream.
+type Enqueue struct {
+	Type       string `json:"type"`
+	PlaybackID string `json:"playbackId"`
+	RequestID  string `json:"requestId,omitempty"`
+	Audio      string `json:"audio"`
+	Mode       string `json:"mode"`
+	DurationMs int64  `json:"durationMs,omitempty"`
+}
+
+// RenderRequest asks a worker to send one playback's audio to a stream,
+// starting Offset bytes (of 8 kHz μ-law) into it.
+type RenderRequest struct {
+	Type       string `json:"type"`
+	StreamSid  string `json:"streamSid"`
+	PlaybackID string `json:"playbackId"`
+	Attempt    int    `json:"attempt"`
+	RequestID  string `json:"requestId,omitempty"`
+	Audio      string `json:"audio"`
+	Offset     int64  `json:"offset,omitempty"`
+	// BacklogMs is audio of earlier playbacks still buffered at Twilio,
+	// which plays before this one.
+	BacklogMs int64 `json:"backlogMs,omitempty"`
+}
+
+// CheckAudioName rejects audio names that cannot name a file in a library.
+// Which names exist is the worker's business.
+func CheckAudioName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("%w: audio missing", ErrBadMessage)
+	case len(name) > MaxAudioNameLen:
+		return fmt.Errorf("%w: audio longer than %d bytes", ErrBadMessage, MaxAudioNameLen)
+	}
+	return nil
+}
+
+// DecodePlayRequest decodes and checks a PlayRequest, defaulting Mode.
+func DecodePlayRequest(data []byte) (*PlayRequest, error) {
+	var m PlayRequest
+	if err := decode(data, &m); err != nil {
+		return nil, err
+	}
+	if m.Type != "" && m.Type != TypePlayRequest {
+		return nil, fmt.Errorf("%w: type %.64q, want %q", ErrBadMessage, m.Type, TypePlayRequest)
+	}
+	if err := CheckStreamSid(m.StreamSid); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadMessage, err)
+	}
+	if err := CheckAudioName(m.Audio); err != nil {
+		return nil, err
+	}
+	if m.Mode == "" {
+		m.Mode = ModeQueue
+	}
+	if m.Mode != ModeQueue && m.Mode != ModeInterrupt {
+		return nil, fmt.Errorf("%w: mode %.32q, want %q or %q", ErrBadMessage, m.Mode, ModeQueue, ModeInterrupt)
+	}
+	if len(m.ID) > 128 {
+		return nil, fmt.Errorf("%w: id longer than 128 bytes", ErrBadMessage)
+	}
+	return &m, nil
+}
+
+// DecodeEnqueue decodes and checks an Enqueue.
+func DecodeEnqueue(data []byte) (*Enqueue, error) {
+	var m Enqueue
+	if err := decode(data, &m); err != nil {
+		return nil, err
+	}
+	if m.Type != TypeEnqueue {
+		return nil, fmt.Errorf("%w: type %.64q, want %q", ErrBadMessage, m.Type, TypeEnqueue)
+	}
+	if m.PlaybackID == "" || strings.ContainsAny(m.PlaybackID, ":/") {
+		return nil, fmt.Errorf("%w: playbackId %.64q", ErrBadMessage, m.PlaybackID)
+	}
+	if err := CheckAudioName(m.Audio); err != nil {
+		return nil, err
+	}
+	if m.Mode != ModeQueue && m.Mode != ModeInterrupt {
+		return nil, fmt.Errorf("%w: mode %.32q", ErrBadMessage, m.Mode)
+	}
+	return &m, nil
+}
+
+// DecodeRenderRequest decodes and checks a RenderRequest.
+func DecodeRenderRequest(data []byte) (*RenderRequest, error) {
+	var m RenderRequest
+	if err := decode(data, &m); err != nil {
+		return nil, err
+	}
+	if m.Type != TypeRenderRequest {
+		return nil, fmt.Errorf("%w: type %.64q, want %q", ErrBadMessage, m.Type, TypeRenderRequest)
+	}
+	if err := CheckStreamSid(m.StreamSid); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadMessage, err)
+	}
+	if m.PlaybackID == "" || strings.ContainsAny(m.PlaybackID, ":/") {
+		return nil, fmt.Errorf("%w: playbackId %.64q", ErrBadMessage, m.PlaybackID)
+	}
+	if err := CheckAudioName(m.Audio); err != nil {
+		return nil, err
+	}
+	if m.Offset < 0 || m.BacklogMs < 0 || m.Attempt < 0 {
+		return nil, fmt.Errorf("%w: negative offset, backlog or attempt", ErrBadMessage)
+	}
+	return &m, nil
+}
+
+// DecodePlayReply decodes a PlayReply.
+func DecodePlayReply(data []byte) (*PlayReply, error) {
+	var m PlayReply
+	if err := decode(data, &m); err != nil {
+		return nil, err
+	}
+	if m.Type != TypePlayReply {
+		return nil, fmt.Errorf("%w: type %.64q, want %q", ErrBadMessage, m.Type, TypePlayReply)
+	}
+	return &m, nil
+}
+
+// ErrorReply is a PlayReply carrying an error.
+func ErrorReply(code, msg string) PlayReply {
+	return PlayReply{Type: TypePlayReply, Error: &Error{Code: code, Message: msg}}
+}
+
+// PlaybackHeader is the HeaderPlayback value for a playback attempt.
+func PlaybackHeader(id string, attempt int) string { return id + "/" + strconv.Itoa(attempt) }
+
+// Marks a worker sends for a playback are named
+// "cc:<playbackId>:<offset>", and the last "cc:<playbackId>:<offset>:end",
+// offset being the bytes of the playback's audio sent before the mark.
+const markPrefix = "cc:"
+
+// PlaybackMark names a playback's mark at offset.
+func PlaybackMark(id string, offset int64, last bool) string {
+	name := markPrefix + id + ":" + strconv.FormatInt(offset, 10)
+	if last {
+		name += ":end"
+	}
+	return name
+}
+
+// ParsePlaybackMark parses a name made by PlaybackMark.
+func ParsePlaybackMark(name string) (id string, offset int64, last, ok bool) {
+	rest, ok := strings.CutPrefix(name, markPrefix)
+	if !ok {
+		return "", 0, false, false
+	}
+	rest, last = strings.CutSuffix(rest, ":end")
+	id, num, ok := strings.Cut(rest, ":")
+	if !ok || id == "" {
+		return "", 0, false, false
+	}
+	off, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || off < 0 {
+		return "", 0, false, false
+	}
+	return id, off, last, true
+}
+
+// MsOf converts bytes of 8 kHz μ-law to milliseconds.
+func MsOf(bytes int64) int64 { return bytes / (twilio.SampleRate / 1000) }
+
+// BytesOf converts a duration to bytes of 8 kHz μ-law.
+func BytesOf(d time.Duration) int64 { return int64(d/time.Millisecond) * (twilio.SampleRate / 1000) }

@@ -1,0 +1,394 @@
+package edge
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/callcast/callcast/internal/bus"
+)
+
+// item is one playback on a call.
+type item struct {
+	id, reqID, audio string
+	durationMs       int64
+	attempt          int
+
+	sent, heard  int64     // bytes of its audio relayed / confirmed played
+	end          int64     // offset of its last mark once relayed, else -1
+	heardAt      time.Time // when heard last moved (or its first frame went out)
+	lastActivity time.Time // last frame from its worker, or its dispatch
+	started      bool
+	failure      *bus.Error // set when its worker gave up part way
+}
+
+func (it *item) body(reason string) *bus.Playback {
+	return &bus.Playback{
+		ID: it.id, RequestID: it.reqID, Audio: it.audio, DurationMs: it.durationMs,
+		SentMs: bus.MsOf(it.sent), HeardMs: bus.MsOf(it.heard), Reason: reason,
+	}
+}
+
+// controller arbitrates the playbacks of one call: one at a time is sent
+// (sending); those fully sent wait in draining for Twilio to echo their last
+// mark; the rest wait in queue. It hands each playback to a worker over
+// bus.SubjectRender and relays only that worker's frames.
+type controller struct {
+	ss *session
+
+	mu       sync.Mutex
+	queue    []*item
+	sending  *item
+	draining []*item
+	closed   bool
+
+	wg   sync.WaitGroup // dispatches and the watchdog
+	quit chan struct{}
+}
+
+func newController(ss *session) *controller {
+	return &controller{ss: ss, quit: make(chan struct{})}
+}
+
+// start runs the watchdog that re-dispatches a playback whose worker went
+// silent.
+func (c *controller) start() {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		t := time.NewTicker(c.ss.srv.cfg.RenderTimeout / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-c.quit:
+				return
+			case <-t.C:
+				c.checkWorker()
+			}
+		}
+	}()
+}
+
+// close ends every playback (reason: stop, shutdown…) and waits for the
+// controller's goroutines.
+func (c *controller) close(reason string) {
+	c.mu.Lock()
+	evs := c.interruptLocked(reason)
+	c.closed = true
+	c.mu.Unlock()
+	close(c.quit)
+	c.publish(evs)
+	c.wg.Wait()
+}
+
+// onEnqueue takes a playback for this call from a worker (bus.StreamPlay).
+func (c *controller) onEnqueue(msg *nats.Msg) {
+	req, err := bus.DecodeEnqueue(msg.Data)
+	if err != nil {
+		c.ss.srv.metrics.errors.WithLabelValues("bad_enqueue").Inc()
+		c.respond(msg, bus.ErrorReply(bus.CodeBadRequest, err.Error()))
+		return
+	}
+	it := &item{id: req.PlaybackID, reqID: req.RequestID, audio: req.Audio, durationMs: req.DurationMs, end: -1}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		c.respond(msg, bus.ErrorReply(bus.CodeUnknownStream, "the stream has ended"))
+		return
+	}
+	var evs []bus.Event
+	if req.Mode == bus.ModeInterrupt {
+		evs = c.interruptLocked("interrupt")
+	}
+	c.queue = append(c.queue, it)
+	next := c.advanceLocked()
+	backlog := c.backlogLocked()
+	c.mu.Unlock()
+
+	if req.Mode == bus.ModeInterrupt {
+		c.ss.sendClear()
+	}
+	c.publish(evs)
+	c.respond(msg, bus.PlayReply{Type: bus.TypePlayReply, PlaybackID: it.id, DurationMs: it.durationMs})
+	c.dispatch(next, backlog)
+}
+
+// onClear handles a clear published on .out by any producer: everything
+// playing or queued stops.
+func (c *controller) onClear() {
+	c.mu.Lock()
+	evs := c.interruptLocked("clear")
+	c.mu.Unlock()
+	c.publish(evs)
+}
+
+// admit decides whether a frame of a worker's playback (header value hdr)
+// goes to Twilio, and accounts for it.
+func (c *controller) admit(hdr string, out *bus.OutMessage, msg *nats.Msg) bool {
+	now := time.Now()
+	c.mu.Lock()
+	it := c.sending
+	if it == nil || bus.PlaybackHeader(it.id, it.attempt) != hdr {
+		c.mu.Unlock()
+		c.ss.srv.metrics.errors.WithLabelValues("stale_playback_frame").Inc()
+		return false
+	}
+	it.lastActivity = now
+	var evs []bus.Event
+	var next *item
+	var backlog int64
+	switch out.Event {
+	case "media":
+		if !it.started {
+			it.started, it.heardAt = true, now
+			evs = append(evs, c.event(bus.EventPlaybackStarted, it, ""))
+		}
+		it.sent += int64(base64.StdEncoding.DecodedLen(len(out.Media.Payload)))
+	case "mark":
+		id, off, last, ok := bus.ParsePlaybackMark(out.Mark.Name)
+		if ok && id == it.id && last {
+			it.end = off
+			if e := msg.Header.Get(bus.HeaderError); e != "" {
+				it.failure = &bus.Error{Code: bus.CodeBadAudio, Message: e, Audio: it.audio}
+			}
+			c.draining = append(c.draining, it)
+			c.sending = nil
+			next = c.advanceLocked()
+			backlog = c.backlogLocked()
+		}
+	}
+	c.mu.Unlock()
+	c.publish(evs)
+	c.dispatch(next, backlog)
+	return true
+}
+
+// onEcho accounts for a mark Twilio echoed.
+func (c *controller) onEcho(name string) {
+	id, off, last, ok := bus.ParsePlaybackMark(name)
+	if !ok {
+		return
+	}
+	now := time.Now()
+	c.mu.Lock()
+	var evs []bus.Event
+	for i, it := range c.draining {
+		if it.id != id {
+			continue
+		}
+		if off > it.heard {
+			it.heard, it.heardAt = off, now
+		}
+		if last && off == it.end {
+			c.draining = slices.Delete(c.draining, i, i+1)
+			if it.failure != nil {
+				ev := c.event(bus.EventPlaybackFailed, it, "")
+				ev.Error = it.failure
+				evs = append(evs, ev)
+			} else {
+				evs = append(evs, c.event(bus.EventPlaybackFinished, it, ""))
+			}
+		}
+		break
+	}
+	if it := c.sending; it != nil && it.id == id && off > it.heard {
+		it.heard, it.heardAt = off, now
+	}
+	c.mu.Unlock()
+	c.publish(evs)
+}
+
+// advanceLocked makes the next queued playback the sending one, if none is.
+func (c *controller) advanceLocked() *item {
+	if c.sending != nil || len(c.queue) == 0 || c.closed {
+		return nil
+	}
+	it := c.queue[0]
+	c.queue = slices.Delete(c.queue, 0, 1)
+	it.lastActivity = time.Now()
+	c.sending = it
+	return it
+}
+
+// backlogLocked is the audio of draining playbacks not yet heard.
+func (c *controller) backlogLocked() int64 {
+	var b int64
+	for _, it := range c.draining {
+		b += max(0, it.end-c.estimateHeard(it, time.Now()))
+	}
+	return b
+}
+
+// estimateHeard is what the caller has heard of it: the marks' count, moved
+// on by the time since the last one for the playback at the head of
+// Twilio's buffer, never past what was sent.
+func (c *controller) estimateHeard(it *item, now time.Time) int64 {
+	heard := it.heard
+	head := len(c.draining) > 0 && c.draining[0] == it || len(c.draining) == 0 && c.sending == it
+	if head && it.started && !it.heardAt.IsZero() {
+		heard += bus.BytesOf(now.Sub(it.heardAt))
+	}
+	return min(heard, it.sent)
+}
+
+// interruptLocked stops every playback of the call and returns the events
+// that say so.
+func (c *controller) interruptLocked(reason string) []bus.Event {
+	now := time.Now()
+	var evs []bus.Event
+	for _, it := range append(append([]*item(nil), c.draining...), c.sending) {
+		if it == nil {
+			continue
+		}
+		it.heard = c.estimateHeard(it, now)
+		evs = append(evs, c.event(bus.EventPlaybackInterrupted, it, reason))
+	}
+	for _, it := range c.queue {
+		evs = append(evs, c.event(bus.EventPlaybackInterrupted, it, reason))
+	}
+	c.queue, c.sending, c.draining = nil, nil, nil
+	return evs
+}
+
+// dispatch hands it to a worker in the background.
+func (c *controller) dispatch(it *item, backlog int64) {
+	if it == nil {
+		return
+	}
+	c.mu.Lock()
+	req := bus.RenderRequest{
+		Type: bus.TypeRenderRequest, StreamSid: c.ss.sid, PlaybackID: it.id, Attempt: it.attempt,
+		RequestID: it.reqID, Audio: it.audio, Offset: it.sent, BacklogMs: bus.MsOf(backlog),
+	}
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.wg.Done()
+		if e := c.render(req); e != nil {
+			c.renderFailed(it, req.Attempt, e)
+		}
+	}()
+}
+
+// render asks the workers to take req, trying again while they are busy.
+func (c *controller) render(req bus.RenderRequest) *bus.Error {
+	data, err := json.Marshal(req)
+	if err != nil {
+		return &bus.Error{Code: bus.CodeInternal, Message: err.Error()}
+	}
+	var last *bus.Error
+	for range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), c.ss.srv.cfg.RenderTimeout)
+		go func() { // give up as soon as the call ends
+			select {
+			case <-c.quit:
+			case <-ctx.Done():
+			}
+			cancel()
+		}()
+		resp, err := c.ss.srv.nc.RequestWithContext(ctx, bus.SubjectRender, data)
+		cancel()
+		select {
+		case <-c.quit:
+			return nil
+		default:
+		}
+		switch {
+		case errors.Is(err, nats.ErrNoResponders):
+			return &bus.Error{Code: bus.CodeNoWorkers, Message: "no worker is serving " + bus.SubjectRender, Audio: req.Audio}
+		case err != nil:
+			last = &bus.Error{Code: bus.CodeNoWorkers, Message: fmt.Sprintf("render request: %v", err), Audio: req.Audio}
+			continue
+		}
+		reply, err := bus.DecodePlayReply(resp.Data)
+		if err != nil {
+			return &bus.Error{Code: bus.CodeInternal, Message: err.Error(), Audio: req.Audio}
+		}
+		if reply.Error == nil {
+			return nil
+		}
+		if reply.Error.Code != bus.CodeBusy {
+			return reply.Error
+		}
+		last = reply.Error
+	}
+	return last
+}
+
+// renderFailed ends it with playback.failed and moves the queue on.
+func (c *controller) renderFailed(it *item, attempt int, e *bus.Error) {
+	c.mu.Lock()
+	if c.sending != it || it.attempt != attempt {
+		c.mu.Unlock()
+		return
+	}
+	c.sending = nil
+	next := c.advanceLocked()
+	backlog := c.backlogLocked()
+	ev := c.event(bus.EventPlaybackFailed, it, "")
+	if e.Audio == "" {
+		e.Audio = it.audio
+	}
+	ev.Error = e
+	c.mu.Unlock()
+	c.ss.log.Warn("playback failed", "playback", it.id, "audio", it.audio, "code", e.Code, "err", e.Message)
+	c.publish([]bus.Event{ev})
+	c.dispatch(next, backlog)
+}
+
+// checkWorker re-dispatches the sending playback when its worker has gone
+// silent for RenderTimeout, from the last byte relayed, so that nothing
+// is played twice.
+func (c *controller) checkWorker() {
+	c.mu.Lock()
+	it := c.sending
+	if it == nil || time.Since(it.lastActivity) < c.ss.srv.cfg.RenderTimeout {
+		c.mu.Unlock()
+		return
+	}
+	if it.attempt >= c.ss.srv.cfg.RenderAttempts-1 {
+		c.mu.Unlock()
+		c.renderFailed(it, it.attempt, &bus.Error{Code: bus.CodeNoWorkers, Message: "the worker stopped sending and no other could take over"})
+		return
+	}
+	it.attempt++
+	it.lastActivity = time.Now()
+	backlog := c.backlogLocked()
+	c.mu.Unlock()
+	c.ss.srv.metrics.errors.WithLabelValues("worker_lost").Inc()
+	c.ss.log.Warn("worker went silent; moving playback", "playback", it.id, "attempt", it.attempt, "offset_ms", bus.MsOf(it.sent))
+	c.dispatch(it, backlog)
+}
+
+func (c *controller) event(kind string, it *item, reason string) bus.Event {
+	ev := bus.NewEvent(c.ss.sid, kind)
+	ev.Playback = it.body(reason)
+	return ev
+}
+
+func (c *controller) publish(evs []bus.Event) {
+	for _, ev := range evs {
+		c.ss.publish(ev)
+	}
+}
+
+func (c *controller) respond(msg *nats.Msg, reply bus.PlayReply) {
+	data, err := json.Marshal(reply)
+	if err == nil {
+		err = msg.Respond(data)
+	}
+	if err != nil {
+		c.ss.log.Warn("reply failed", "err", err)
+	}
+}
