@@ -6,23 +6,38 @@ import (
 	"sync"
 )
 
-// The resampler is a polyphase windowed-sinc (Kaiser) low-pass interpolator
-// that converts mono float32 samples from any source rate to SampleRate.
-// For an output/input ratio L/M in lowest terms, output sample n sits at
-// input time n·M/L: its integer part selects the input window and its
-// fractional part one of L precomputed filter phases, so only the output
-// samples are ever computed (about 8000 × taps multiply-adds a second).
-// All state (input history and phase) lives in the resampler, so a stream
-// resampled in chunks of any size gives the same samples as in one piece.
+// The resampler converts mono float32 samples from any source rate to
+// SampleRate with Kaiser-windowed sinc low-pass filters, in up to three
+// stages:
+//
+//  1. While the rate is at least 22050 Hz, a half-band filter halves it
+//     (44.1 kHz → 22.05 → 11.025 kHz; 48 → 24 → 12 kHz; 32 → 16 kHz). A
+//     half-band filter only has to keep 0–4 kHz clean of what folds back
+//     (the top 4 kHz below the Nyquist frequency), so its transition band
+//     is wide and it needs few taps, half of them zero.
+//  2. A polyphase filter takes the rest of the way. For an output/input
+//     ratio L/M in lowest terms, output sample n sits at input time n·M/L:
+//     the integer part selects the input window and the fractional part
+//     one of L precomputed filter phases, so only output samples are ever
+//     computed (8000 × taps multiply-adds a second). This is the filter
+//     with the sharp edge: flat to passEdge, stopAtten dB down at
+//     stopEdge.
+//
+// Every filter is symmetric and centred, so output sample n is the signal
+// at time n/8000 s exactly, with no delay. All state (input history and
+// phase) lives in the stages, so a stream resampled in chunks of any size
+// gives the same samples as in one piece.
 
 // Filter specification, for a source faster than SampleRate. Below it the
 // band edges scale with the source's own Nyquist frequency.
 const (
-	passEdge   = 3400.0 // Hz; gain within 0.1 dB of unity up to here
-	stopEdge   = 4000.0 // Hz; at least stopAtten dB down from here on
-	stopAtten  = 65.0   // dB
-	maxPhases  = 1024   // table phases; more are rounded to the nearest
-	inputChunk = 1024   // input samples pulled from the source at a time
+	passEdge      = 3750.0 // Hz; gain within 0.01 dB of unity up to here
+	stopEdge      = 4000.0 // Hz; at least stopAtten dB down from here on
+	stopAtten     = 65.0   // dB, polyphase stage
+	halfbandAtten = 75.0   // dB, half-band stages (what they leave folds into the passband)
+	minHalfband   = 22050  // lowest rate a half-band stage halves
+	maxPhases     = 1024   // table phases; more are rounded to the nearest
+	inputChunk    = 1024   // input samples pulled from the source at a time
 )
 
 // monoReader is a source of mono samples in int16 units as float32.
@@ -44,22 +59,26 @@ type filterBank struct {
 
 var banks sync.Map // int source rate → *filterBank, for the common rates
 
-func bankFor(rate int) *filterBank {
-	common := false
+// commonRate reports whether rate's tables are worth keeping for the life
+// of the process. Other rates get tables of their own per stream, so odd
+// inputs cannot grow the cache without bound.
+func commonRate(rate int) bool {
 	switch rate {
-	case 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000:
-		common = true
+	case 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000:
+		return true
 	}
-	if common {
-		if b, ok := banks.Load(rate); ok {
-			return b.(*filterBank)
-		}
+	return false
+}
+
+func bankFor(rate int) *filterBank {
+	if !commonRate(rate) {
+		return designBank(rate)
 	}
-	b := designBank(rate)
-	if common {
-		banks.Store(rate, b)
+	if b, ok := banks.Load(rate); ok {
+		return b.(*filterBank)
 	}
-	return b
+	b, _ := banks.LoadOrStore(rate, designBank(rate))
+	return b.(*filterBank)
 }
 
 func gcd(a, b int) int {
@@ -69,8 +88,32 @@ func gcd(a, b int) int {
 	return a
 }
 
-// designBank computes the Kaiser-windowed sinc table for converting rate
-// to SampleRate.
+// kaiser returns Kaiser's β and the filter length, in taps at rate, for a
+// transition band of width dw (Hz) and atten dB of stopband (Oppenheim &
+// Schafer, eq. 7.62 and 7.63).
+func kaiser(atten, dw float64, rate int) (beta float64, taps int) {
+	beta = 0.1102 * (atten - 8.7)
+	w := 2 * math.Pi * dw / float64(rate)
+	return beta, int(math.Ceil((atten - 8) / (2.285 * w)))
+}
+
+// windowedSinc is the Kaiser-windowed sinc with cutoff fc (a fraction of
+// the sampling rate) at offset x samples from the centre of a window half
+// samples wide on each side.
+func windowedSinc(x, fc, beta, half, i0b float64) float64 {
+	s := 2 * fc
+	if t := 2 * fc * x; t != 0 {
+		s *= math.Sin(math.Pi*t) / (math.Pi * t)
+	}
+	r := x / half
+	if r >= 1 || r <= -1 {
+		return 0
+	}
+	return s * besselI0(beta*math.Sqrt(1-r*r)) / i0b
+}
+
+// designBank computes the polyphase table for converting rate to
+// SampleRate.
 func designBank(rate int) *filterBank {
 	g := gcd(SampleRate, rate)
 	b := &filterBank{l: SampleRate / g, m: rate / g}
@@ -81,11 +124,7 @@ func designBank(rate int) *filterBank {
 		stop = nyq
 		pass = nyq * passEdge / stopEdge
 	}
-	fc := (pass + stop) / 2
-	// Kaiser's estimates for the window (Oppenheim & Schafer 7.6).
-	beta := 0.1102 * (stopAtten - 8.7)
-	dw := 2 * math.Pi * (stop - pass) / float64(rate)
-	taps := int(math.Ceil((stopAtten - 8) / (2.285 * dw)))
+	beta, taps := kaiser(stopAtten, stop-pass, rate)
 	taps += taps & 1 // even, so the centre falls on a sample with phase 0
 	b.taps = taps
 
@@ -93,19 +132,11 @@ func designBank(rate int) *filterBank {
 	p := b.phases
 	n := taps * p
 	centre := float64(n) / 2
-	half := centre + 1 // window half-width, a little past the last tap
+	fc := (pass + stop) / 2 / (float64(rate) * float64(p))
 	i0b := besselI0(beta)
 	proto := make([]float64, n)
-	up := float64(rate) * float64(p)
 	for i := range proto {
-		x := float64(i) - centre
-		t := 2 * fc * x / up
-		s := 2 * fc / up
-		if t != 0 {
-			s *= math.Sin(math.Pi*t) / (math.Pi * t)
-		}
-		r := x / half
-		proto[i] = s * besselI0(beta*math.Sqrt(1-r*r)) / i0b
+		proto[i] = windowedSinc(float64(i)-centre, fc, beta, centre+1, i0b)
 	}
 	b.coef = make([]float32, n)
 	for ph := range p {
@@ -126,7 +157,7 @@ func designBank(rate int) *filterBank {
 // besselI0 is the zeroth-order modified Bessel function of the first kind.
 func besselI0(x float64) float64 {
 	sum, term := 1.0, 1.0
-	for k := 1; k < 200; k++ {
+	for k := 1; k < 500; k++ {
 		term *= (x / 2) / float64(k)
 		sum += term * term
 		if term*term < sum*1e-17 {
@@ -136,10 +167,159 @@ func besselI0(x float64) float64 {
 	return sum
 }
 
+// halfbandTaps returns the odd-offset coefficients c[k] = h[2k+1] of a
+// half-band low-pass filter for halving rate: h[0] = 1/2, h at other even
+// offsets is 0, and h is symmetric. It keeps 0–stopEdge and removes what
+// would fold onto it, the band from rate/2-stopEdge up; the shortest
+// Kaiser-windowed design reaching halfbandAtten there wins.
+func halfbandTaps(rate int) []float32 {
+	if v, ok := halfbands.Load(rate); ok {
+		return v.([]float32)
+	}
+	beta := 0.1102 * (halfbandAtten + 3 - 8.7)
+	i0b := besselI0(beta)
+	var c []float32
+	for k := 2; ; k++ {
+		half := float64(2 * k)
+		h := make([]float64, k)
+		sum := 0.5
+		for i := range h {
+			h[i] = windowedSinc(float64(2*i+1), 0.25, beta, half, i0b)
+			sum += 2 * h[i]
+		}
+		// Scale the outer taps so the DC gain is exactly one.
+		scale := 0.5 / (sum - 0.5)
+		c = make([]float32, k)
+		for i := range c {
+			c[i] = float32(h[i] * scale)
+		}
+		if halfbandStop(c, rate) <= -halfbandAtten || k >= 64 {
+			break
+		}
+	}
+	v, _ := halfbands.LoadOrStore(rate, c)
+	return v.([]float32)
+}
+
+// halfbandStop is the highest gain, dB, of the half-band filter c at rate
+// over the band that folds onto 0–stopEdge.
+func halfbandStop(c []float32, rate int) float64 {
+	worst := math.Inf(-1)
+	fs := float64(rate)
+	for f := fs/2 - stopEdge; f <= fs/2; f += 5 {
+		w := 2 * math.Pi * f / fs
+		g := 0.5
+		for i, ci := range c {
+			g += 2 * float64(ci) * math.Cos(w*float64(2*i+1))
+		}
+		worst = max(worst, 20*math.Log10(math.Abs(g)+1e-300))
+	}
+	return worst
+}
+
+var halfbands sync.Map // int rate → []float32
+
+// halfband is a stage that halves the sample rate. Output m is the filter
+// centred on input 2m.
+type halfband struct {
+	src  monoReader
+	c    []float32
+	buf  []float32 // buf[pos] is the first sample of the next window
+	pos  int
+	in   int64 // input samples received
+	out  int64 // output samples produced
+	end  int64 // outputs due once src has ended; -1 before
+	err  error // src's final error
+	done bool
+}
+
+func newHalfband(src monoReader, rate int) *halfband {
+	c := halfbandTaps(rate)
+	k := len(c)
+	h := &halfband{src: src, c: c, end: -1}
+	// The window for output m is inputs 2m-(2k-1) … 2m+(2k-1): start with
+	// 2k-1 zeros of history before input 0.
+	h.buf = make([]float32, 2*k-1, 4*k+2*inputChunk)
+	return h
+}
+
+func (h *halfband) readMono(dst []float32) (int, error) {
+	k := len(h.c)
+	width := 4*k - 1
+	n := 0
+	for n < len(dst) {
+		if h.end >= 0 && h.out >= h.end {
+			break
+		}
+		if len(h.buf)-h.pos < width {
+			if !h.fill(width) {
+				break
+			}
+		}
+		// As many outputs as the buffer holds windows for.
+		run := min(len(dst)-n, (len(h.buf)-h.pos-width)/2+1)
+		if h.end >= 0 {
+			run = min(run, int(h.end-h.out))
+		}
+		c := h.c
+		for range run {
+			w := h.buf[h.pos : h.pos+width]
+			mid := 2*k - 1
+			acc := 0.5 * w[mid]
+			for i, ci := range c {
+				acc += ci * (w[mid-1-2*i] + w[mid+1+2*i])
+			}
+			dst[n] = acc
+			n++
+			h.pos += 2
+		}
+		h.out += int64(run)
+	}
+	if h.end >= 0 && h.out >= h.end {
+		if h.err != nil {
+			return n, h.err
+		}
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// fill reads more input (or pads zeros after the end) until at least need
+// samples are available from pos; it reports false if none can come.
+func (h *halfband) fill(need int) bool {
+	if h.pos > 0 {
+		m := copy(h.buf, h.buf[h.pos:])
+		h.buf = h.buf[:m]
+		h.pos = 0
+	}
+	for len(h.buf) < need {
+		if h.done {
+			for len(h.buf) < need {
+				h.buf = append(h.buf, 0)
+			}
+			return true
+		}
+		free := h.buf[len(h.buf):cap(h.buf)]
+		m, err := h.src.readMono(free)
+		h.buf = h.buf[:len(h.buf)+m]
+		h.in += int64(m)
+		if err != nil {
+			h.done = true
+			if err != io.EOF {
+				h.err = err
+			}
+			h.end = (h.in + 1) / 2
+		}
+	}
+	return true
+}
+
 // resampler pulls mono samples from src at the source rate and produces
 // them at SampleRate.
 type resampler struct {
-	src         monoReader
+	first       monoReader // the source, as the first stage reads it
+	src         monoReader // what the polyphase stage reads: first, or the last half-band
+	rate        int        // source rate
 	bank        *filterBank
 	whole, frac int // M/L and M%L: the input step per output
 
@@ -147,26 +327,42 @@ type resampler struct {
 	pos   int
 	phase int // in [0, l)
 
-	in      int64 // input samples received from src
+	counted *countingReader
 	out     int64 // output samples produced
-	end     int64 // output samples due in total, once src has ended
+	end     int64 // output samples due in total, once src has ended; -1 before
 	srcDone bool
 	srcErr  error // src's final error, returned after the last sample
 }
 
+// countingReader counts the source's samples, which fix the output length.
+type countingReader struct {
+	src monoReader
+	n   int64
+}
+
+func (c *countingReader) readMono(dst []float32) (int, error) {
+	n, err := c.src.readMono(dst)
+	c.n += int64(n)
+	return n, err
+}
+
 func newResampler(src monoReader, rate int) *resampler {
-	b := bankFor(rate)
-	r := &resampler{
-		src:   src,
-		bank:  b,
-		whole: b.m / b.l,
-		frac:  b.m % b.l,
-		buf:   make([]float32, b.taps/2-1, b.taps+inputChunk),
-		end:   -1,
+	r := &resampler{rate: rate, end: -1}
+	r.counted = &countingReader{src: src}
+	var s monoReader = r.counted
+	stage := rate
+	for stage >= minHalfband && stage%2 == 0 {
+		s = newHalfband(s, stage)
+		stage /= 2
 	}
+	r.src = s
+	b := bankFor(stage)
+	r.bank = b
+	r.whole, r.frac = b.m/b.l, b.m%b.l
 	// The filter's centre is taps/2 samples into its window, so the
 	// window for output 0 (input time 0) starts taps/2-1 samples before
-	// the input does: that history is the zeros above.
+	// the input does: that history is zeros.
+	r.buf = make([]float32, b.taps/2-1, b.taps+inputChunk)
 	return r
 }
 
@@ -189,15 +385,13 @@ func (r *resampler) fill(need int) {
 		free := r.buf[len(r.buf):cap(r.buf)]
 		n, err := r.src.readMono(free)
 		r.buf = r.buf[:len(r.buf)+n]
-		r.in += int64(n)
 		if err != nil {
 			r.srcDone = true
 			if err != io.EOF {
 				r.srcErr = err
 			}
-			b := r.bank
-			// ceil(in·l/m) outputs cover every input sample.
-			r.end = (r.in*int64(b.l) + int64(b.m) - 1) / int64(b.m)
+			// ceil(in·8000/rate) outputs cover every source sample.
+			r.end = (r.counted.n*SampleRate + int64(r.rate) - 1) / int64(r.rate)
 		}
 	}
 }
@@ -212,15 +406,14 @@ func (r *resampler) read(dst []float32) (int, error) {
 		if r.end >= 0 && r.out >= r.end {
 			break
 		}
-		// Enough input for a run of outputs: each advances pos by at most
+		// Input for a run of outputs: each advances pos by at most
 		// whole+1 samples.
-		run := len(dst) - n
-		r.fill(taps + (r.whole+1)*min(run, 64))
+		run := min(len(dst)-n, 64)
+		r.fill(taps + (r.whole+1)*run)
 		if r.end >= 0 {
 			run = min(run, int(r.end-r.out))
 		}
-		avail := len(r.buf) - r.pos - taps
-		for ; run > 0 && avail >= r.whole+1; run-- {
+		for range run {
 			start := r.pos
 			var row []float32
 			if b.phases == b.l {
@@ -243,7 +436,6 @@ func (r *resampler) read(dst []float32) (int, error) {
 				r.phase -= b.l
 				r.pos++
 			}
-			avail -= r.whole + 1
 		}
 	}
 	if r.end >= 0 && r.out >= r.end {

@@ -181,7 +181,7 @@ func (w *wavReader) readBytes(p []byte) (int, error) {
 
 // readMono implements monoReader: it averages the channels of each sample
 // frame.
-func (w *wavReader) readMono(dst []float32) (int, error) {
+func (w *wavReader) readMono(dst []float32) (_ int, err error) {
 	align := w.f.align
 	want := len(dst) * align
 	if cap(w.raw) < want {
@@ -191,12 +191,14 @@ func (w *wavReader) readMono(dst []float32) (int, error) {
 	n, err := w.readBytes(raw[w.partial:])
 	n += w.partial
 	frames := n / align
-	w.partial = copy(raw, raw[frames*align:n])
-	if err != nil && w.partial > 0 && errors.Is(err, io.EOF) {
-		// A trailing fragment of a sample frame: drop it, it holds no
-		// complete sample.
+	// Keep an incomplete sample frame for the next call, once these are
+	// converted (a fragment at the end of the data is dropped).
+	defer func() {
 		w.partial = 0
-	}
+		if err == nil {
+			w.partial = copy(raw, raw[frames*align:n])
+		}
+	}()
 	ch := w.f.channels
 	scale := 1 / float32(ch)
 	if w.f.tag == waveMulaw {
