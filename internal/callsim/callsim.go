@@ -634,30 +634,37 @@ func (c *Call) ended(err error) {
 	c.log.Warn("stream broken", "err", err)
 }
 
-// handle checks and applies one server message received at now.
+// handle checks and applies one server message received at now. Parsing
+// happens before taking the lock, so a large message does not hold up the
+// writer.
 func (c *Call) handle(typ int, data []byte, now time.Time) {
+	var (
+		o     *twilio.Outbound
+		err   error
+		audio []byte
+	)
+	if typ != websocket.TextMessage {
+		err = ErrBinaryFrame
+	} else if o, err = twilio.ParseOutbound(data); err == nil {
+		if o.StreamSid != c.sid {
+			err = fmt.Errorf("%w: %q", ErrWrongStream, o.StreamSid)
+		} else if o.Event == twilio.EventMedia {
+			audio, _ = base64.StdEncoding.DecodeString(o.Media.Payload) // checked by ParseOutbound
+		}
+	}
+
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.frames++
 	c.lastRecv = now
 	defer c.broadcast()
-	if typ != websocket.TextMessage {
-		c.violation(ErrBinaryFrame, data)
-		return
-	}
-	o, err := twilio.ParseOutbound(data)
 	if err != nil {
 		c.violation(err, data)
-		return
-	}
-	if o.StreamSid != c.sid {
-		c.violation(fmt.Errorf("%w: %q", ErrWrongStream, o.StreamSid), data)
 		return
 	}
 	c.msgs = append(c.msgs, *o)
 	switch o.Event {
 	case twilio.EventMedia:
-		audio, _ := base64.StdEncoding.DecodeString(o.Media.Payload) // checked by ParseOutbound
 		if c.st.Media == 0 {
 			c.st.FirstMedia = now.Sub(c.t0)
 		}

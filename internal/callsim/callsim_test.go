@@ -2,6 +2,7 @@ package callsim
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -621,5 +622,72 @@ func TestRunDuration(t *testing.T) {
 	}
 	if st := c.Stats(); st.CallerMedia < 5 || st.Media != 0 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestBufferCapDiscardsAndWarnsOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sends 10 minutes of audio")
+	}
+	checkGoroutines(t)
+	s := newTestServer(t, false)
+	c := dial(t, Config{URL: s.url})
+	p := s.accept(t)
+	sid := p.handshake(t).StreamSid
+	p.sendMedia(t, sid, make([]byte, maxBufferedBytes)) // 10 minutes: full
+	p.sendMedia(t, sid, tone(30*BytesPerSecond))        // more than can play meanwhile: refused
+	p.sendMedia(t, sid, tone(30*BytesPerSecond))        // refused again, no second warning
+	p.sendMark(t, sid, "m")
+	ctx := testCtx(t)
+	if err := c.wait(ctx, func() bool { return c.st.Marks == 1 }); err != nil {
+		t.Fatal(err)
+	}
+	st := c.Stats()
+	if st.Discarded != 60*BytesPerSecond || st.Errors != 1 || st.MaxBuffered != MaxBuffered {
+		t.Errorf("stats %+v", st)
+	}
+	if errs := c.Errs(); len(errs) != 1 || !errors.Is(errs[0], ErrBufferFull) {
+		t.Errorf("Errs = %v", errs)
+	}
+	if err := c.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestHangupWhenServerNeverAnswersClose(t *testing.T) {
+	checkGoroutines(t)
+	release := make(chan struct{})
+	started := make(chan struct{})
+	srv := quietServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.Close()
+		for range 2 { // connected, start; then stop reading
+			if _, _, err := ws.ReadMessage(); err != nil {
+				return
+			}
+		}
+		close(started)
+		<-release
+	}), false)
+	defer srv.Close()
+	defer close(release)
+	c := dial(t, Config{URL: "ws" + strings.TrimPrefix(srv.URL, "http")})
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	begin := time.Now()
+	if err := c.Hangup(ctx); err != nil {
+		t.Errorf("Hangup = %v", err)
+	}
+	if d := time.Since(begin); d > closeWait {
+		t.Errorf("Hangup took %v with a 200ms context", d)
+	}
+	select {
+	case <-c.Done():
+	default:
+		t.Error("Done not closed")
 	}
 }
