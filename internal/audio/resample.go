@@ -37,7 +37,8 @@ const (
 	halfbandAtten = 75.0   // dB, half-band stages (what they leave folds into the passband)
 	minHalfband   = 22050  // lowest rate a half-band stage halves
 	maxPhases     = 1024   // table phases; more are rounded to the nearest
-	inputChunk    = 1024   // input samples pulled from the source at a time
+	inputChunk    = 1024   // input samples a stage buffers beyond its filter's length
+	minRead       = 256    // fewest samples a stage asks of its source at once
 )
 
 // monoReader is a source of mono samples in int16 units as float32.
@@ -246,17 +247,15 @@ func newHalfband(src monoReader, rate int) *halfband {
 func (h *halfband) readMono(dst []float32) (int, error) {
 	k := len(h.c)
 	width := 4*k - 1
+	mid := 2*k - 1
 	n := 0
 	for n < len(dst) {
 		if h.end >= 0 && h.out >= h.end {
 			break
 		}
-		if len(h.buf)-h.pos < width {
-			if !h.fill(width) {
-				break
-			}
-		}
-		// As many outputs as the buffer holds windows for.
+		// Read what the outputs asked for need, and no more, so that the
+		// first output comes after decoding as little as possible.
+		h.fill(width+2*(len(dst)-n-1), width)
 		run := min(len(dst)-n, (len(h.buf)-h.pos-width)/2+1)
 		if h.end >= 0 {
 			run = min(run, int(h.end-h.out))
@@ -264,10 +263,10 @@ func (h *halfband) readMono(dst []float32) (int, error) {
 		c := h.c
 		for range run {
 			w := h.buf[h.pos : h.pos+width]
-			mid := 2*k - 1
 			acc := 0.5 * w[mid]
+			lo, hi := w[:mid], w[mid+1:]
 			for i, ci := range c {
-				acc += ci * (w[mid-1-2*i] + w[mid+1+2*i])
+				acc += ci * (lo[mid-1-2*i] + hi[2*i])
 			}
 			dst[n] = acc
 			n++
@@ -284,22 +283,27 @@ func (h *halfband) readMono(dst []float32) (int, error) {
 	return n, nil
 }
 
-// fill reads more input (or pads zeros after the end) until at least need
-// samples are available from pos; it reports false if none can come.
-func (h *halfband) fill(need int) bool {
+// fill reads input until want samples are available from pos, or at least
+// min once something has been read (or pads zeros after the end).
+func (h *halfband) fill(want, least int) {
+	want = min(want, cap(h.buf))
+	if len(h.buf)-h.pos >= want {
+		return
+	}
 	if h.pos > 0 {
 		m := copy(h.buf, h.buf[h.pos:])
 		h.buf = h.buf[:m]
 		h.pos = 0
 	}
-	for len(h.buf) < need {
+	for read := false; len(h.buf) < want && !(read && len(h.buf) >= least); read = true {
 		if h.done {
-			for len(h.buf) < need {
-				h.buf = append(h.buf, 0)
-			}
-			return true
+			m := len(h.buf)
+			h.buf = h.buf[:want]
+			clear(h.buf[m:])
+			return
 		}
 		free := h.buf[len(h.buf):cap(h.buf)]
+		free = free[:min(len(free), max(want-len(h.buf), minRead))]
 		m, err := h.src.readMono(free)
 		h.buf = h.buf[:len(h.buf)+m]
 		h.in += int64(m)
@@ -311,7 +315,6 @@ func (h *halfband) fill(need int) bool {
 			h.end = (h.in + 1) / 2
 		}
 	}
-	return true
 }
 
 // resampler pulls mono samples from src at the source rate and produces
@@ -366,8 +369,8 @@ func newResampler(src monoReader, rate int) *resampler {
 	return r
 }
 
-// fill makes at least need samples available from pos, reading from src,
-// or padding with zeros once src has ended.
+// fill makes at least need samples available from pos, reading from src
+// only what is missing, or padding with zeros once src has ended.
 func (r *resampler) fill(need int) {
 	for len(r.buf)-r.pos < need {
 		if r.pos > 0 {
@@ -383,6 +386,7 @@ func (r *resampler) fill(need int) {
 			return
 		}
 		free := r.buf[len(r.buf):cap(r.buf)]
+		free = free[:min(len(free), max(need-len(r.buf), minRead))]
 		n, err := r.src.readMono(free)
 		r.buf = r.buf[:len(r.buf)+n]
 		if err != nil {
