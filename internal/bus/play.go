@@ -95,9 +95,17 @@ type RenderRequest struct {
 	RequestID  string `json:"requestId,omitempty"`
 	Audio      string `json:"audio"`
 	Offset     int64  `json:"offset,omitempty"`
-	// BacklogMs is audio of earlier playbacks still buffered at Twilio,
-	// which plays before this one.
-	BacklogMs int64 `json:"backlogMs,omitempty"`
+	// Ahead lists earlier playbacks whose audio is still buffered at
+	// Twilio and plays before this one, so that the worker can pace from
+	// their marks too.
+	Ahead []Ahead `json:"ahead,omitempty"`
+}
+
+// Ahead is a playback fully sent but not yet fully heard.
+type Ahead struct {
+	PlaybackID string `json:"playbackId"`
+	End        int64  `json:"end"`   // offset of its last byte
+	Heard      int64  `json:"heard"` // offset its marks have confirmed
 }
 
 // CheckAudioName rejects audio names that cannot name a file in a library.
@@ -178,8 +186,16 @@ func DecodeRenderRequest(data []byte) (*RenderRequest, error) {
 	if err := CheckAudioName(m.Audio); err != nil {
 		return nil, err
 	}
-	if m.Offset < 0 || m.BacklogMs < 0 || m.Attempt < 0 {
-		return nil, fmt.Errorf("%w: negative offset, backlog or attempt", ErrBadMessage)
+	if m.Offset < 0 || m.Attempt < 0 {
+		return nil, fmt.Errorf("%w: negative offset or attempt", ErrBadMessage)
+	}
+	if len(m.Ahead) > 16 {
+		return nil, fmt.Errorf("%w: %d playbacks ahead, limit 16", ErrBadMessage, len(m.Ahead))
+	}
+	for _, a := range m.Ahead {
+		if a.PlaybackID == "" || a.End < 0 || a.Heard < 0 {
+			return nil, fmt.Errorf("%w: bad playback ahead %+v", ErrBadMessage, a)
+		}
 	}
 	return &m, nil
 }

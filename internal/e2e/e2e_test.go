@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"math"
@@ -26,11 +27,16 @@ import (
 
 // system is one product instance on loopback.
 type system struct {
-	wsURL string
-	nc    *nats.Conn // a producer's connection, for watching events
+	wsURL  string
+	nc     *nats.Conn // a producer's connection, for watching events
+	worker *worker.Worker
 }
 
 func startSystem(t *testing.T, audioDir string) *system {
+	return startSystemWith(t, worker.Config{AudioDir: audioDir, DefaultAudio: "speech.mp3"})
+}
+
+func startSystemWith(t *testing.T, wcfg worker.Config) *system {
 	t.Helper()
 	ns, err := bus.RunServer(bus.ServerOptions{Listen: "127.0.0.1:0"})
 	if err != nil {
@@ -46,7 +52,7 @@ func startSystem(t *testing.T, audioDir string) *system {
 		return nc
 	}
 
-	w, err := worker.New(connect("worker"), worker.Config{AudioDir: audioDir, DefaultAudio: "speech.mp3"})
+	w, err := worker.New(connect("worker"), wcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +87,7 @@ func startSystem(t *testing.T, audioDir string) *system {
 			t.Errorf("edge serve: %v", err)
 		}
 	})
-	return &system{wsURL: "ws://" + ln.Addr().String() + edge.PathMediaStream, nc: connect("producer")}
+	return &system{wsURL: "ws://" + ln.Addr().String() + edge.PathMediaStream, nc: connect("producer"), worker: w}
 }
 
 func newSid(prefix string) string {
@@ -159,13 +165,18 @@ func (e *events) kinds() []string {
 
 func dial(t *testing.T, s *system, sid, audioName string) *callsim.Call {
 	t.Helper()
+	return dialSpeed(t, s, sid, audioName, 8)
+}
+
+func dialSpeed(t *testing.T, s *system, sid, audioName string, speed float64) *callsim.Call {
+	t.Helper()
 	params := map[string]string{}
 	if audioName != "" {
 		params["audio"] = audioName
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	call, err := callsim.Dial(ctx, callsim.Config{URL: s.wsURL, StreamSid: sid, Parameters: params, Speed: 8})
+	call, err := callsim.Dial(ctx, callsim.Config{URL: s.wsURL, StreamSid: sid, Parameters: params, Speed: speed})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +256,8 @@ func checkCall(t *testing.T, call *callsim.Call, sid string, ref []byte) {
 	if c < 0.9 {
 		t.Errorf("received audio correlates %.3f with the reference, want >= 0.9", c)
 	}
-	t.Logf("received %d bytes (reference %d), correlation %.4f", len(got), len(ref), c)
+	st := call.Stats()
+	t.Logf("received %d bytes (reference %d), correlation %.4f; max buffered %s, underruns %d (%s), first media %s", len(got), len(ref), c, st.MaxBuffered, st.Underruns, st.UnderrunTime, st.FirstMedia)
 }
 
 func TestCallHearsRequestedMP3(t *testing.T) {
@@ -385,4 +397,13 @@ func TestHangupPublishesStop(t *testing.T) {
 	if in.Playback == nil || in.Playback.Reason != "stop" {
 		t.Errorf("interrupted event %+v", in.Playback)
 	}
+}
+
+func decodePayload(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := base64.StdEncoding.DecodeString(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

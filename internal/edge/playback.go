@@ -2,7 +2,6 @@ package edge
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -109,7 +108,6 @@ func (c *controller) onEnqueue(msg *nats.Msg) {
 	}
 	c.queue = append(c.queue, it)
 	next := c.advanceLocked()
-	backlog := c.backlogLocked()
 	c.mu.Unlock()
 
 	if req.Mode == bus.ModeInterrupt {
@@ -117,7 +115,7 @@ func (c *controller) onEnqueue(msg *nats.Msg) {
 	}
 	c.publish(evs)
 	c.respond(msg, bus.PlayReply{Type: bus.TypePlayReply, PlaybackID: it.id, DurationMs: it.durationMs})
-	c.dispatch(next, backlog)
+	c.dispatch(next)
 }
 
 // onClear handles a clear published on .out by any producer: everything
@@ -143,14 +141,13 @@ func (c *controller) admit(hdr string, out *bus.OutMessage, msg *nats.Msg) bool 
 	it.lastActivity = now
 	var evs []bus.Event
 	var next *item
-	var backlog int64
 	switch out.Event {
 	case "media":
 		if !it.started {
 			it.started, it.heardAt = true, now
 			evs = append(evs, c.event(bus.EventPlaybackStarted, it, ""))
 		}
-		it.sent += int64(base64.StdEncoding.DecodedLen(len(out.Media.Payload)))
+		it.sent += int64(payloadLen(out.Media.Payload))
 	case "mark":
 		id, off, last, ok := bus.ParsePlaybackMark(out.Mark.Name)
 		if ok && id == it.id && last {
@@ -161,12 +158,11 @@ func (c *controller) admit(hdr string, out *bus.OutMessage, msg *nats.Msg) bool 
 			c.draining = append(c.draining, it)
 			c.sending = nil
 			next = c.advanceLocked()
-			backlog = c.backlogLocked()
 		}
 	}
 	c.mu.Unlock()
 	c.publish(evs)
-	c.dispatch(next, backlog)
+	c.dispatch(next)
 	return true
 }
 
@@ -217,13 +213,23 @@ func (c *controller) advanceLocked() *item {
 	return it
 }
 
-// backlogLocked is the audio of draining playbacks not yet heard.
-func (c *controller) backlogLocked() int64 {
-	var b int64
+// aheadLocked lists the draining playbacks, whose audio plays before the
+// sending one's.
+func (c *controller) aheadLocked() []bus.Ahead {
+	var a []bus.Ahead
 	for _, it := range c.draining {
-		b += max(0, it.end-c.estimateHeard(it, time.Now()))
+		a = append(a, bus.Ahead{PlaybackID: it.id, End: it.end, Heard: it.heard})
 	}
-	return b
+	return a
+}
+
+// payloadLen is the exact length of the bytes a padded base64 string holds.
+func payloadLen(p string) int {
+	n := len(p) / 4 * 3
+	for i := len(p) - 1; i >= 0 && p[i] == '='; i-- {
+		n--
+	}
+	return n
 }
 
 // estimateHeard is what the caller has heard of it: the marks' count, moved
@@ -258,14 +264,14 @@ func (c *controller) interruptLocked(reason string) []bus.Event {
 }
 
 // dispatch hands it to a worker in the background.
-func (c *controller) dispatch(it *item, backlog int64) {
+func (c *controller) dispatch(it *item) {
 	if it == nil {
 		return
 	}
 	c.mu.Lock()
 	req := bus.RenderRequest{
 		Type: bus.TypeRenderRequest, StreamSid: c.ss.sid, PlaybackID: it.id, Attempt: it.attempt,
-		RequestID: it.reqID, Audio: it.audio, Offset: it.sent, BacklogMs: bus.MsOf(backlog),
+		RequestID: it.reqID, Audio: it.audio, Offset: it.sent, Ahead: c.aheadLocked(),
 	}
 	if c.closed {
 		c.mu.Unlock()
@@ -335,7 +341,6 @@ func (c *controller) renderFailed(it *item, attempt int, e *bus.Error) {
 	}
 	c.sending = nil
 	next := c.advanceLocked()
-	backlog := c.backlogLocked()
 	ev := c.event(bus.EventPlaybackFailed, it, "")
 	if e.Audio == "" {
 		e.Audio = it.audio
@@ -344,7 +349,7 @@ func (c *controller) renderFailed(it *item, attempt int, e *bus.Error) {
 	c.mu.Unlock()
 	c.ss.log.Warn("playback failed", "playback", it.id, "audio", it.audio, "code", e.Code, "err", e.Message)
 	c.publish([]bus.Event{ev})
-	c.dispatch(next, backlog)
+	c.dispatch(next)
 }
 
 // checkWorker re-dispatches the sending playback when its worker has gone
@@ -364,11 +369,10 @@ func (c *controller) checkWorker() {
 	}
 	it.attempt++
 	it.lastActivity = time.Now()
-	backlog := c.backlogLocked()
 	c.mu.Unlock()
 	c.ss.srv.metrics.errors.WithLabelValues("worker_lost").Inc()
 	c.ss.log.Warn("worker went silent; moving playback", "playback", it.id, "attempt", it.attempt, "offset_ms", bus.MsOf(it.sent))
-	c.dispatch(it, backlog)
+	c.dispatch(it)
 }
 
 func (c *controller) event(kind string, it *item, reason string) bus.Event {

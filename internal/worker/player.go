@@ -40,11 +40,15 @@ type playback struct {
 	audio   string
 	src     io.Reader
 	offset  int64 // bytes of the audio already played by an earlier attempt
-	backlog int64 // bytes of earlier playbacks buffered at Twilio ahead of this one
+	backlog int64 // bytes of earlier playbacks buffered at Twilio ahead of this one, at the start
 
 	lead      int64 // bytes that may be buffered at Twilio
 	markEvery int64 // bytes between progress marks
+	chunk     int   // bytes per media message, a multiple of audio.FrameSize
 	grace     time.Duration
+
+	aheadMu sync.Mutex
+	ahead   []bus.Ahead // earlier playbacks still buffered, heard moved on by their marks
 
 	heard   atomic.Int64  // offset confirmed played by mark echoes
 	notify  chan struct{} // poked when heard changes or the playback must stop
@@ -65,8 +69,18 @@ func (p *playback) observe(msg *nats.Msg) {
 			return
 		}
 		id, off, _, ok := bus.ParsePlaybackMark(ev.Mark.Name)
-		if !ok || id != p.id {
+		if !ok {
 			return
+		}
+		if id != p.id {
+			p.aheadMu.Lock()
+			for i := range p.ahead {
+				if p.ahead[i].PlaybackID == id && off > p.ahead[i].Heard {
+					p.ahead[i].Heard = off
+				}
+			}
+			p.aheadMu.Unlock()
+			break
 		}
 		for {
 			cur := p.heard.Load()
@@ -125,8 +139,8 @@ func (p *playback) run(ctx context.Context) (int64, error) {
 
 	msg := &nats.Msg{Subject: bus.StreamOut(p.sid), Header: nats.Header{}}
 	msg.Header.Set(bus.HeaderPlayback, bus.PlaybackHeader(p.id, p.attempt))
-	frame := make([]byte, audio.FrameSize)
-	buf := make([]byte, 0, 64+base64.StdEncoding.EncodedLen(audio.FrameSize))
+	frame := make([]byte, p.chunk)
+	buf := make([]byte, 0, 64+base64.StdEncoding.EncodedLen(p.chunk))
 	sent, lastMark := p.offset, p.offset
 	var t0 time.Time
 	timer := time.NewTimer(time.Hour)
@@ -194,8 +208,8 @@ func (p *playback) pace(ctx context.Context, sent int64, t0 time.Time, timer *ti
 		if p.buffered(sent, t0, now) < p.lead {
 			return nil
 		}
-		// When the wall clock alone would let the next frame go.
-		wait := t0.Add(p.grace + time.Duration(p.backlog+sent-p.offset-p.lead+audio.FrameSize)*time.Millisecond/bytesPerMs).Sub(now)
+		// When the wall clock alone would let the next chunk go.
+		wait := t0.Add(p.grace + time.Duration(p.backlog+sent-p.offset-p.lead+int64(p.chunk))*time.Millisecond/bytesPerMs).Sub(now)
 		timer.Reset(max(wait, time.Millisecond))
 		select {
 		case <-ctx.Done():
@@ -211,24 +225,23 @@ func (p *playback) pace(ctx context.Context, sent int64, t0 time.Time, timer *ti
 	}
 }
 
-// buffered estimates the audio queued at Twilio: the earlier playbacks'
-// backlog not yet played plus what this one sent beyond what was heard.
+// buffered estimates the audio queued at Twilio: by the marks, what the
+// playbacks ahead and this one sent beyond what was heard; by the wall
+// clock, everything sent since t0 less the time since (minus grace). The
+// smaller wins: marks that lag only ever hold sending back by grace.
 func (p *playback) buffered(sent int64, t0, now time.Time) int64 {
-	heard := p.heard.Load()
-	var elapsed int64
-	if !t0.IsZero() {
-		elapsed = int64(now.Sub(t0)) * bytesPerMs / int64(time.Millisecond)
+	byMarks := sent - p.heard.Load()
+	p.aheadMu.Lock()
+	for _, a := range p.ahead {
+		byMarks += max(0, a.End-a.Heard)
 	}
-	backlog := p.backlog
-	if heard > p.offset {
-		backlog = 0 // this playback's own audio is playing
-	} else {
-		backlog = max(0, backlog-elapsed)
+	p.aheadMu.Unlock()
+	if t0.IsZero() {
+		return byMarks
 	}
-	if wall := p.offset + elapsed - p.backlog - int64(p.grace)*bytesPerMs/int64(time.Millisecond); wall > heard {
-		heard = min(wall, sent)
-	}
-	return backlog + sent - heard
+	played := (int64(now.Sub(t0)) - int64(p.grace)) * bytesPerMs / int64(time.Millisecond)
+	byWall := p.backlog + sent - p.offset - max(0, played)
+	return min(byMarks, byWall)
 }
 
 func (p *playback) mark(msg *nats.Msg, off int64, last bool, detail string) error {

@@ -22,6 +22,10 @@ import (
 	"github.com/callcast/callcast/internal/bus"
 )
 
+// NoDefaultAudio, as Config.DefaultAudio, plays nothing on calls that name
+// no audio.
+const NoDefaultAudio = "none"
+
 // ServiceName is the worker's NATS micro service name ($SRV.PING.callcast-worker).
 const ServiceName = "callcast-worker"
 
@@ -32,7 +36,9 @@ const Version = "0.1.0"
 type Config struct {
 	// AudioDir holds the playable files. Default "./audio".
 	AudioDir string
-	// DefaultAudio is played when a start names no audio. Default "sample.mp3".
+	// DefaultAudio is played when a start names no audio. Default
+	// "sample.mp3"; NoDefaultAudio plays nothing, leaving the call to
+	// producers.
 	DefaultAudio string
 	// Concurrency caps simultaneous playbacks. Default 1000.
 	Concurrency int
@@ -41,6 +47,9 @@ type Config struct {
 	Lead time.Duration
 	// MarkEvery is the audio between progress marks. Default 200 ms.
 	MarkEvery time.Duration
+	// Chunk is the audio in one media message, a multiple of 20 ms.
+	// Default 100 ms.
+	Chunk time.Duration
 	// MarkGrace is how long mark echoes may lag real time before pacing
 	// falls back to the wall clock. Default 500 ms.
 	MarkGrace time.Duration
@@ -69,6 +78,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MarkEvery <= 0 {
 		c.MarkEvery = 200 * time.Millisecond
+	}
+	if c.Chunk < 20*time.Millisecond {
+		c.Chunk = 100 * time.Millisecond
 	}
 	if c.MarkGrace <= 0 {
 		c.MarkGrace = 500 * time.Millisecond
@@ -199,6 +211,9 @@ func (w *Worker) onStreamStarted(req micro.Request) {
 	if name == "" {
 		name = w.cfg.DefaultAudio
 	}
+	if name == NoDefaultAudio {
+		return
+	}
 	log := w.log.With("stream_sid", st.StreamSid, "call_sid", st.CallSid, "audio", name)
 	w.goJob(func() {
 		reply := w.enqueue(&bus.PlayRequest{StreamSid: st.StreamSid, Audio: name, Mode: bus.ModeQueue})
@@ -310,11 +325,15 @@ func (w *Worker) onRender(req micro.Request) {
 		audio:     rr.Audio,
 		src:       tr,
 		offset:    rr.Offset,
-		backlog:   rr.BacklogMs * bytesPerMs,
+		ahead:     rr.Ahead,
 		lead:      int64(w.cfg.Lead / time.Millisecond * bytesPerMs),
 		markEvery: int64(w.cfg.MarkEvery / time.Millisecond * bytesPerMs),
+		chunk:     int(w.cfg.Chunk/(20*time.Millisecond)) * audio.FrameSize,
 		grace:     w.cfg.MarkGrace,
 		notify:    make(chan struct{}, 1),
+	}
+	for _, a := range rr.Ahead {
+		p.backlog += max(0, a.End-a.Heard)
 	}
 	w.goJob(func() {
 		defer func() { <-w.slots }()
