@@ -28,6 +28,7 @@ import (
 
 	"github.com/callcast/callcast/internal/callsim"
 	"github.com/callcast/callcast/internal/cli"
+	"github.com/callcast/callcast/internal/twilio"
 )
 
 type config struct {
@@ -41,6 +42,8 @@ type config struct {
 	speed    float64
 	calls    int
 	rate     float64
+	token    string
+	signURL  string
 	log      cli.Log
 }
 
@@ -146,6 +149,8 @@ func parseFlags(args []string) (config, error) {
 	}
 	float(&cfg.speed, "speed", "CALLSIM_SPEED", 1, "playout speed; 1 is real time")
 	float(&cfg.rate, "rate", "CALLSIM_RATE", 0, "load mode: calls started per second; 0: all at once")
+	f.StringVar(&cfg.token, "auth-token", os.Getenv("TWILIO_AUTH_TOKEN"), "Twilio auth token: sign the upgrade with X-Twilio-Signature as Twilio does (env TWILIO_AUTH_TOKEN)")
+	f.StringVar(&cfg.signURL, "sign-url", os.Getenv("CALLSIM_SIGN_URL"), "the stream URL Twilio would sign, e.g. wss://voice.example.com/media-stream; default -url (env CALLSIM_SIGN_URL)")
 	cfg.log.Define(f)
 	cfg.params = map[string]string{}
 	f.Func("param", "stream parameter name=value, as TwiML <Parameter>; repeatable (env CALLSIM_PARAMS, comma-separated)", func(s string) error {
@@ -179,6 +184,13 @@ func parseFlags(args []string) (config, error) {
 	}
 	if cfg.calls < 1 {
 		return cfg, fmt.Errorf("-calls %d: want at least 1", cfg.calls)
+	}
+	if cfg.token != "" {
+		signed := cfg.signURL
+		if signed == "" {
+			signed = cfg.url
+		}
+		cfg.header.Set(twilio.HeaderSignature, twilio.Sign(cfg.token, signed, nil))
 	}
 	return cfg, nil
 }

@@ -40,6 +40,7 @@ func run(args []string) error {
 	f.String(&o.NATS.Token, "nats-token", "NATS_TOKEN", "", "NATS token")
 	f.String(&o.Edge.PublicURL, "public-url", "PUBLIC_URL", "", "public base URL Twilio reaches this edge at, e.g. https://voice.example.com")
 	f.Bool(&o.Edge.TrustProxy, "trust-proxy", "TRUST_PROXY", false, "honour X-Forwarded-Host/-Proto when PUBLIC_URL is empty")
+	f.String(&o.Edge.AuthToken, "twilio-auth-token", "TWILIO_AUTH_TOKEN", "", "Twilio auth token: verify X-Twilio-Signature on the webhook and the stream upgrade")
 	f.String(&o.Edge.Say, "say", "SAY", "", "optional text Twilio speaks before connecting the stream")
 	f.String(&o.Edge.ID, "id", "EDGE_ID", defaultID(), "this edge's name on the bus")
 	f.String(&o.Worker.AudioDir, "audio-dir", "AUDIO_DIR", "./audio", "all-in-one: directory of playable audio")

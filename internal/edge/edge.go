@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twilio/twilio-go/client"
 
 	"github.com/callcast/callcast/internal/twilio"
 )
@@ -49,6 +50,10 @@ type Config struct {
 	TrustProxy bool
 	// Say, when set, is spoken by Twilio before the stream connects.
 	Say string
+	// AuthToken is the Twilio account's auth token. When set, the webhook
+	// and the WebSocket upgrade must carry a valid X-Twilio-Signature,
+	// else they are answered 403. Empty: nothing is verified.
+	AuthToken string
 	// ReadLimit caps one inbound WebSocket message. Default 64 KiB.
 	ReadLimit int64
 	// SendQueue is the number of outbound messages buffered per socket.
@@ -117,11 +122,12 @@ func (c *Config) setDefaults() {
 
 // Server is an edge. Create it with New, serve with Serve, stop with Shutdown.
 type Server struct {
-	cfg     Config
-	nc      *nats.Conn
-	log     *slog.Logger
-	app     *fiber.App
-	metrics *metrics
+	cfg       Config
+	nc        *nats.Conn
+	log       *slog.Logger
+	app       *fiber.App
+	metrics   *metrics
+	validator *client.RequestValidator // nil: signatures not checked
 
 	draining atomic.Bool
 	mu       sync.Mutex
@@ -145,12 +151,16 @@ func New(nc *nats.Conn, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:      cfg,
-		nc:       nc,
-		log:      cfg.Logger,
-		metrics:  m,
-		sessions: make(map[*session]struct{}),
-		streams:  make(map[string]*session),
+		cfg:       cfg,
+		nc:        nc,
+		log:       cfg.Logger,
+		metrics:   m,
+		sessions:  make(map[*session]struct{}),
+		streams:   make(map[string]*session),
+		validator: newValidator(cfg.AuthToken),
+	}
+	if s.validator == nil {
+		s.log.Warn("TWILIO_AUTH_TOKEN is not set: webhook and media stream requests are NOT verified to come from Twilio; anyone who finds this edge can open streams")
 	}
 	s.app = fiber.New(fiber.Config{
 		DisableStartupMessage: true,
@@ -169,9 +179,9 @@ func (s *Server) routes() {
 	s.app.Get(PathHealthz, func(c *fiber.Ctx) error { return c.SendString("ok\n") })
 	s.app.Get(PathReadyz, s.readyz)
 	s.app.Get(PathMetrics, adaptor.HTTPHandler(promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{})))
-	s.app.Get(PathIncomingCall, s.incomingCall)
-	s.app.Post(PathIncomingCall, s.incomingCall)
-	s.app.Get(PathMediaStream, s.upgradeGate, websocket.New(s.handleSocket, websocket.Config{
+	s.app.Get(PathIncomingCall, s.verifyTwilio, s.incomingCall)
+	s.app.Post(PathIncomingCall, s.verifyTwilio, s.incomingCall)
+	s.app.Get(PathMediaStream, s.upgradeGate, s.verifyTwilio, websocket.New(s.handleSocket, websocket.Config{
 		HandshakeTimeout: 10 * time.Second,
 		RecoverHandler:   s.recoverSocket,
 	}))
@@ -293,17 +303,12 @@ func (s *Server) incomingCall(c *fiber.Ctx) error {
 	return c.SendString(doc)
 }
 
-// streamURL is the wss:// URL of this edge's media stream as Twilio must see
-// it: from PUBLIC_URL when set, else from the request (and, with TrustProxy,
-// its X-Forwarded-* headers).
-func (s *Server) streamURL(c *fiber.Ctx) string {
+// publicBase is the scheme and host (and PUBLIC_URL's path prefix) Twilio
+// uses to reach this edge: PUBLIC_URL when set, else the request's (with
+// TrustProxy, its X-Forwarded-* headers).
+func (s *Server) publicBase(c *fiber.Ctx) string {
 	if s.cfg.PublicURL != "" {
-		u, _ := url.Parse(s.cfg.PublicURL) // checked in New
-		scheme := "wss"
-		if u.Scheme == "http" {
-			scheme = "ws"
-		}
-		return scheme + "://" + u.Host + strings.TrimSuffix(u.Path, "/") + PathMediaStream
+		return strings.TrimSuffix(s.cfg.PublicURL, "/")
 	}
 	host := string(c.Request().Host())
 	proto := "http"
@@ -318,11 +323,18 @@ func (s *Server) streamURL(c *fiber.Ctx) string {
 			proto = strings.ToLower(p)
 		}
 	}
-	scheme := "wss"
-	if proto == "http" {
-		scheme = "ws"
+	return proto + "://" + host
+}
+
+// streamURL is the URL of this edge's media stream as Twilio must see it:
+// the public base with wss:// for https:// (ws:// for plain http, which
+// only the test double accepts).
+func (s *Server) streamURL(c *fiber.Ctx) string {
+	base := s.publicBase(c)
+	if rest, ok := strings.CutPrefix(base, "https://"); ok {
+		return "wss://" + rest + PathMediaStream
 	}
-	return scheme + "://" + host + PathMediaStream
+	return "ws://" + strings.TrimPrefix(base, "http://") + PathMediaStream
 }
 
 func firstValue(h string) string {
