@@ -2,7 +2,6 @@ package audio
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -104,6 +103,9 @@ func (m *mp3Reader) readMono(dst []float32) (n int, err error) {
 	if m.left == 0 {
 		return 0, m.end(io.EOF)
 	}
+	if len(dst) == 0 {
+		return 0, nil
+	}
 	want := len(dst)
 	if m.left > 0 && int64(want) > m.left {
 		want = int(m.left)
@@ -123,13 +125,16 @@ func (m *mp3Reader) readMono(dst []float32) (n int, err error) {
 			samples -= d
 		}
 		if samples > 0 || err != nil {
-			le := binary.LittleEndian
-			for i := range int(samples) {
-				l := int16(le.Uint16(raw[4*i:]))
-				if m.mono {
-					dst[i] = float32(l)
-				} else {
-					r := int16(le.Uint16(raw[4*i+2:]))
+			if m.mono { // go-mp3 duplicates a mono channel
+				for i := range int(samples) {
+					f := raw[4*i : 4*i+2 : 4*i+2]
+					dst[i] = float32(int16(uint16(f[0]) | uint16(f[1])<<8))
+				}
+			} else {
+				for i := range int(samples) {
+					f := raw[4*i : 4*i+4 : 4*i+4]
+					l := int16(uint16(f[0]) | uint16(f[1])<<8)
+					r := int16(uint16(f[2]) | uint16(f[3])<<8)
 					dst[i] = 0.5 * (float32(l) + float32(r))
 				}
 			}

@@ -220,34 +220,44 @@ func halfbandStop(c []float32, rate int) float64 {
 
 var halfbands sync.Map // int rate → []float32
 
-// halfband is a stage that halves the sample rate. Output m is the filter
-// centred on input 2m.
+// halfband is a stage that halves the sample rate, in polyphase form.
+// Output m is the filter centred on input 2m:
+//
+//	y[m] = x[2m]/2 + Σ c[i]·(x[2m-2i-1] + x[2m+2i+1]),  i = 0 … k-1
+//
+// so the input is split into its even samples (one per output) and its odd
+// samples, and each output is one contiguous dot product over 2k odd
+// samples with the mirrored coefficients.
 type halfband struct {
 	src  monoReader
-	c    []float32
-	buf  []float32 // buf[pos] is the first sample of the next window
-	pos  int
-	in   int64 // input samples received
-	out  int64 // output samples produced
-	end  int64 // outputs due once src has ended; -1 before
-	err  error // src's final error
+	cc   []float32 // c[k-1] … c[0], c[0] … c[k-1]
+	even []float32 // even[t] is x[2(m+t)], m the next output
+	odd  []float32 // odd[t] is x[2(m+t-k)+1]
+	in   []float32 // scratch for reading the source
+	n    int64     // input samples received
+	out  int64     // output samples produced
+	end  int64     // outputs due once src has ended; -1 before
+	err  error     // src's final error
 	done bool
 }
 
 func newHalfband(src monoReader, rate int) *halfband {
 	c := halfbandTaps(rate)
 	k := len(c)
-	h := &halfband{src: src, c: c, end: -1}
-	// The window for output m is inputs 2m-(2k-1) … 2m+(2k-1): start with
-	// 2k-1 zeros of history before input 0.
-	h.buf = make([]float32, 2*k-1, 4*k+2*inputChunk)
+	h := &halfband{src: src, end: -1}
+	h.cc = make([]float32, 2*k)
+	for i, v := range c {
+		h.cc[k-1-i], h.cc[k+i] = v, v
+	}
+	h.even = make([]float32, 0, inputChunk)
+	// k odd samples of history (zeros) before input 0.
+	h.odd = make([]float32, k, inputChunk+2*k)
+	h.in = make([]float32, 2*inputChunk)
 	return h
 }
 
 func (h *halfband) readMono(dst []float32) (int, error) {
-	k := len(h.c)
-	width := 4*k - 1
-	mid := 2*k - 1
+	k2 := len(h.cc)
 	n := 0
 	for n < len(dst) {
 		if h.end >= 0 && h.out >= h.end {
@@ -255,24 +265,18 @@ func (h *halfband) readMono(dst []float32) (int, error) {
 		}
 		// Read what the outputs asked for need, and no more, so that the
 		// first output comes after decoding as little as possible.
-		h.fill(width+2*(len(dst)-n-1), width)
-		run := min(len(dst)-n, (len(h.buf)-h.pos-width)/2+1)
+		h.fill(len(dst) - n)
+		run := min(len(dst)-n, len(h.even), len(h.odd)-k2+1)
 		if h.end >= 0 {
 			run = min(run, int(h.end-h.out))
 		}
-		c := h.c
-		for range run {
-			w := h.buf[h.pos : h.pos+width]
-			acc := 0.5 * w[mid]
-			lo, hi := w[:mid], w[mid+1:]
-			for i, ci := range c {
-				acc += ci * (lo[mid-1-2*i] + hi[2*i])
-			}
-			dst[n] = acc
-			n++
-			h.pos += 2
+		for t := range run {
+			dst[n+t] = 0.5*h.even[t] + dot(h.cc, h.odd[t:t+k2])
 		}
+		n += run
 		h.out += int64(run)
+		h.even = h.even[:copy(h.even, h.even[run:])]
+		h.odd = h.odd[:copy(h.odd, h.odd[run:])]
 	}
 	if h.end >= 0 && h.out >= h.end {
 		if h.err != nil {
@@ -283,36 +287,42 @@ func (h *halfband) readMono(dst []float32) (int, error) {
 	return n, nil
 }
 
-// fill reads input until want samples are available from pos, or at least
-// min once something has been read (or pads zeros after the end).
-func (h *halfband) fill(want, least int) {
-	want = min(want, cap(h.buf))
-	if len(h.buf)-h.pos >= want {
-		return
-	}
-	if h.pos > 0 {
-		m := copy(h.buf, h.buf[h.pos:])
-		h.buf = h.buf[:m]
-		h.pos = 0
-	}
-	for read := false; len(h.buf) < want && !(read && len(h.buf) >= least); read = true {
+// fill reads input until want outputs can be computed, or at least one
+// once something has been read; after the end it pads with zeros.
+func (h *halfband) fill(want int) {
+	k2 := len(h.cc)
+	// Leave room in both buffers whenever fewer than want are ready.
+	want = min(want, cap(h.even)-k2)
+	ready := func() int { return min(len(h.even), len(h.odd)-k2+1) }
+	for read := false; ready() < want && !(read && ready() > 0); read = true {
 		if h.done {
-			m := len(h.buf)
-			h.buf = h.buf[:want]
-			clear(h.buf[m:])
+			for len(h.even) < want {
+				h.even = append(h.even, 0)
+			}
+			for len(h.odd) < want+k2-1 {
+				h.odd = append(h.odd, 0)
+			}
 			return
 		}
-		free := h.buf[len(h.buf):cap(h.buf)]
-		free = free[:min(len(free), max(want-len(h.buf), minRead))]
-		m, err := h.src.readMono(free)
-		h.buf = h.buf[:len(h.buf)+m]
-		h.in += int64(m)
+		// Inputs still needed: up to x[2(m+want-1)+2k-1].
+		need := 2*(want-1) + k2 + 1 - 2*len(h.even) + int(h.n&1)
+		room := 2 * min(cap(h.even)-len(h.even), cap(h.odd)-len(h.odd))
+		in := h.in[:min(len(h.in), room, max(need, minRead))]
+		m, err := h.src.readMono(in)
+		for _, v := range in[:m] {
+			if h.n&1 == 0 {
+				h.even = append(h.even, v)
+			} else {
+				h.odd = append(h.odd, v)
+			}
+			h.n++
+		}
 		if err != nil {
 			h.done = true
 			if err != io.EOF {
 				h.err = err
 			}
-			h.end = (h.in + 1) / 2
+			h.end = (h.n + 1) / 2
 		}
 	}
 }
@@ -365,7 +375,7 @@ func newResampler(src monoReader, rate int) *resampler {
 	// The filter's centre is taps/2 samples into its window, so the
 	// window for output 0 (input time 0) starts taps/2-1 samples before
 	// the input does: that history is zeros.
-	r.buf = make([]float32, b.taps/2-1, b.taps+inputChunk)
+	r.buf = make([]float32, b.taps/2-1, b.taps+max(inputChunk, (r.whole+2)*64))
 	return r
 }
 
@@ -457,10 +467,12 @@ func dot(c, x []float32) float32 {
 	var a0, a1, a2, a3 float32
 	i := 0
 	for ; i+4 <= len(c); i += 4 {
-		a0 += c[i] * x[i]
-		a1 += c[i+1] * x[i+1]
-		a2 += c[i+2] * x[i+2]
-		a3 += c[i+3] * x[i+3]
+		// Fixed-length subslices: one bounds check per four products.
+		cc, xx := c[i:i+4:i+4], x[i:i+4:i+4]
+		a0 += cc[0] * xx[0]
+		a1 += cc[1] * xx[1]
+		a2 += cc[2] * xx[2]
+		a3 += cc[3] * xx[3]
 	}
 	for ; i < len(c); i++ {
 		a0 += c[i] * x[i]

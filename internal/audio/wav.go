@@ -213,6 +213,13 @@ func (w *wavReader) readMono(dst []float32) (_ int, err error) {
 		for i := range frames {
 			dst[i] = float32(int16(binary.LittleEndian.Uint16(raw[2*i:])))
 		}
+	} else if ch == 2 {
+		for i := range frames {
+			f := raw[4*i : 4*i+4 : 4*i+4]
+			l := int16(uint16(f[0]) | uint16(f[1])<<8)
+			r := int16(uint16(f[2]) | uint16(f[3])<<8)
+			dst[i] = 0.5 * (float32(l) + float32(r))
+		}
 	} else {
 		for i := range frames {
 			var s int32
