@@ -1,0 +1,159 @@
+package bus
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestSubjects(t *testing.T) {
+	const sid = "MZ0123456789abcdef0123456789abcdef"
+	tests := []struct{ name, got, want string }{
+		{"out", StreamOut(sid), "callcast.stream." + sid + ".out"},
+		{"events", StreamEvents(sid), "callcast.stream." + sid + ".events"},
+		{"play", StreamPlay(sid), "callcast.stream." + sid + ".play"},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s: %s, want %s", tt.name, tt.got, tt.want)
+		}
+	}
+}
+
+func TestDecodeOut(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		ok   bool
+	}{
+		{"media", `{"event":"media","media":{"payload":"/w=="}}`, true},
+		{"mark", `{"event":"mark","mark":{"name":"m"}}`, true},
+		{"clear", `{"event":"clear"}`, true},
+		{"extra fields ignored", `{"event":"clear","streamSid":"x","x":1}`, true},
+		{"bad json", `{"event":`, false},
+		{"unknown event", `{"event":"stop"}`, false},
+		{"media without body", `{"event":"media"}`, false},
+		{"unpadded base64", `{"event":"media","media":{"payload":"/w"}}`, false},
+		{"url base64", `{"event":"media","media":{"payload":"-_8="}}`, false},
+		{"empty payload", `{"event":"media","media":{"payload":""}}`, false},
+		{"payload wrong type", `{"event":"media","media":{"payload":5}}`, false},
+		{"mark without name", `{"event":"mark","mark":{}}`, false},
+		{"mark name too long", `{"event":"mark","mark":{"name":"` + strings.Repeat("x", 257) + `"}}`, false},
+		{"too large", `{"event":"clear","pad":"` + strings.Repeat("x", MaxMessageSize) + `"}`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := DecodeOut([]byte(tt.in))
+			if (err == nil) != tt.ok {
+				t.Fatalf("err = %v, want ok=%v", err, tt.ok)
+			}
+			if err != nil && !errors.Is(err, ErrBadMessage) {
+				t.Fatalf("error %v does not wrap ErrBadMessage", err)
+			}
+		})
+	}
+}
+
+func TestDecodePlayRequest(t *testing.T) {
+	tests := []struct {
+		name, in, mode string
+		ok             bool
+	}{
+		{"minimal", `{"streamSid":"MZ1","audio":"a.mp3"}`, ModeQueue, true},
+		{"typed interrupt", `{"type":"callcast.play.v1","streamSid":"MZ1","audio":"a.mp3","mode":"interrupt","id":"x"}`, ModeInterrupt, true},
+		{"wrong version", `{"type":"callcast.play.v2","streamSid":"MZ1","audio":"a.mp3"}`, "", false},
+		{"bad mode", `{"streamSid":"MZ1","audio":"a.mp3","mode":"now"}`, "", false},
+		{"sid with wildcard", `{"streamSid":"MZ.>","audio":"a.mp3"}`, "", false},
+		{"no audio", `{"streamSid":"MZ1"}`, "", false},
+		{"audio too long", `{"streamSid":"MZ1","audio":"` + strings.Repeat("a", 300) + `"}`, "", false},
+		{"wrong types", `{"streamSid":1,"audio":true}`, "", false},
+		{"id too long", `{"streamSid":"MZ1","audio":"a","id":"` + strings.Repeat("i", 200) + `"}`, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := DecodePlayRequest([]byte(tt.in))
+			if (err == nil) != tt.ok {
+				t.Fatalf("err = %v, want ok=%v", err, tt.ok)
+			}
+			if err != nil && !errors.Is(err, ErrBadMessage) {
+				t.Fatalf("error %v does not wrap ErrBadMessage", err)
+			}
+			if err == nil && m.Mode != tt.mode {
+				t.Fatalf("mode %q, want %q", m.Mode, tt.mode)
+			}
+		})
+	}
+}
+
+func TestPlaybackMarkRoundTrip(t *testing.T) {
+	for _, tt := range []struct {
+		id   string
+		off  int64
+		last bool
+	}{{"abc", 0, false}, {"abc", 1600, false}, {"x", 24669, true}} {
+		name := PlaybackMark(tt.id, tt.off, tt.last)
+		id, off, last, ok := ParsePlaybackMark(name)
+		if !ok || id != tt.id || off != tt.off || last != tt.last {
+			t.Errorf("%q parsed to %q %d %v %v", name, id, off, last, ok)
+		}
+	}
+	for _, bad := range []string{"", "cc:", "cc::1", "cc:a", "cc:a:-1", "cc:a:x", "mine", "cc:a:1:end:end"} {
+		if _, _, _, ok := ParsePlaybackMark(bad); ok {
+			t.Errorf("%q parsed as a playback mark", bad)
+		}
+	}
+}
+
+func TestEventsRoundTrip(t *testing.T) {
+	ev := NewEvent("MZ1", EventPlaybackInterrupted)
+	ev.Playback = &Playback{ID: "p", Audio: "a.mp3", SentMs: 1000, HeardMs: 800, Reason: "clear"}
+	data, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeEvent(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Type != TypeStreamEvent || *got.Playback != *ev.Playback {
+		t.Fatalf("round trip: %+v", got)
+	}
+	if _, err := DecodeEvent([]byte(`{"type":"callcast.stream.event.v2","event":"mark"}`)); err == nil {
+		t.Fatal("a future version decoded as v1")
+	}
+}
+
+// decoders are every decoder that takes bytes from the bus.
+var decoders = map[string]func([]byte) error{
+	"StreamStarted": func(b []byte) error { _, err := DecodeStreamStarted(b); return err },
+	"Out":           func(b []byte) error { _, err := DecodeOut(b); return err },
+	"Event":         func(b []byte) error { _, err := DecodeEvent(b); return err },
+	"PlayRequest":   func(b []byte) error { _, err := DecodePlayRequest(b); return err },
+	"Enqueue":       func(b []byte) error { _, err := DecodeEnqueue(b); return err },
+	"RenderRequest": func(b []byte) error { _, err := DecodeRenderRequest(b); return err },
+	"PlayReply":     func(b []byte) error { _, err := DecodePlayReply(b); return err },
+}
+
+func FuzzDecoders(f *testing.F) {
+	for _, s := range []string{
+		`{"event":"media","media":{"payload":"/w=="}}`,
+		`{"type":"callcast.play.v1","streamSid":"MZ1","audio":"a.mp3","mode":"interrupt"}`,
+		`{"type":"callcast.render.v1","streamSid":"MZ1","playbackId":"p","audio":"a","offset":5,"ahead":[{"playbackId":"q","end":9,"heard":1}]}`,
+		`{"type":"callcast.stream.started.v1","streamSid":"MZ1","customParameters":{"audio":"x"}}`,
+		`{"type":"callcast.stream.event.v1","event":"mark","mark":{"name":"cc:p:1600"}}`,
+		`{"type":"callcast.stream.play.v1","playbackId":"p","audio":"a","mode":"queue"}`,
+		`{"type":"callcast.play.reply.v1","error":{"code":"bad_request","message":"x"}}`,
+		`null`, `[]`, `{"streamSid":{"a":[1,2,{}]}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for name, decode := range decoders {
+			if err := decode(data); err != nil && !errors.Is(err, ErrBadMessage) {
+				t.Fatalf("%s: error %v does not wrap ErrBadMessage", name, err)
+			}
+		}
+		ParsePlaybackMark(string(data))
+	})
+}
