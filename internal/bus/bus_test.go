@@ -3,6 +3,7 @@ package bus
 import (
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 )
@@ -156,4 +157,20 @@ func FuzzDecoders(f *testing.F) {
 		}
 		ParsePlaybackMark(string(data))
 	})
+}
+
+func TestConnOptionsKeepSecretsOutOfLogs(t *testing.T) {
+	var buf strings.Builder
+	log := slog.New(slog.NewJSONHandler(&buf, nil))
+	o := ConnOptions{URL: "nats://edge:hunter2@nats-1:4222,nats://edge:hunter2@nats-2:4222", User: "edge", Password: "pw-secret", Token: "tok-secret", Creds: "/run/secrets/edge.creds"}
+	log.Info("connecting", "nats", o)
+	out := buf.String()
+	for _, secret := range []string{"hunter2", "pw-secret", "tok-secret"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("log line leaks %q: %s", secret, out)
+		}
+	}
+	if !strings.Contains(out, "nats-1:4222") || !strings.Contains(out, "nats-2:4222") {
+		t.Errorf("log line lost the servers: %s", out)
+	}
 }

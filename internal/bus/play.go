@@ -90,6 +90,7 @@ type Enqueue struct {
 type RenderRequest struct {
 	Type       string `json:"type"`
 	StreamSid  string `json:"streamSid"`
+	CallSid    string `json:"callSid,omitempty"`
 	PlaybackID string `json:"playbackId"`
 	Attempt    int    `json:"attempt"`
 	RequestID  string `json:"requestId,omitempty"`

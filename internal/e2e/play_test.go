@@ -128,7 +128,7 @@ func TestQueuedPlaybacksPlayInOrderWithoutGaps(t *testing.T) {
 	s := producerSystem(t, "testdata/audio")
 	sid := newSid("MZ")
 	ev := watch(t, s.nc, sid)
-	call := dial(t, s, sid, "")
+	call := dialSpeed(t, s, sid, "", 4)
 	waitForStart(t, s, sid)
 
 	// Two producers, each on its own connection, queue one clip each.
@@ -160,6 +160,28 @@ func TestQueuedPlaybacksPlayInOrderWithoutGaps(t *testing.T) {
 	}
 	if st := call.Stats(); st.Underruns != 0 && !raceEnabled {
 		t.Errorf("%d underruns (%s of gaps) between queued clips", st.Underruns, st.UnderrunTime)
+	}
+}
+
+func TestRealTimePlaybackHasNoUnderruns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("plays 5 s of audio in real time")
+	}
+	s := producerSystem(t, "testdata/audio")
+	sid := newSid("MZ")
+	ev := watch(t, s.nc, sid)
+	call := dialSpeed(t, s, sid, "", 1)
+	waitForStart(t, s, sid)
+	mustPlay(t, s.nc, bus.PlayRequest{StreamSid: sid, Audio: "tone440.mp3"})
+	b := mustPlay(t, s.nc, bus.PlayRequest{StreamSid: sid, Audio: "speech.mp3"})
+	ev.playback(t, bus.EventPlaybackFinished, b.PlaybackID, 15*time.Second)
+	st := call.Stats()
+	t.Logf("real time: first media %s, max buffered %s, underruns %d (%s)", st.FirstMedia, st.MaxBuffered, st.Underruns, st.UnderrunTime)
+	if st.Underruns != 0 && !raceEnabled {
+		t.Errorf("%d underruns (%s of gaps) at real speed", st.Underruns, st.UnderrunTime)
+	}
+	if st.MaxBuffered > 1600*time.Millisecond {
+		t.Errorf("Twilio's buffer held %s, more than the lead and one chunk", st.MaxBuffered)
 	}
 }
 
@@ -318,12 +340,14 @@ func TestLongPlaybackHoldsTheLead(t *testing.T) {
 	}
 	fin := ev.playback(t, bus.EventPlaybackFinished, a.PlaybackID, 60*time.Second)
 	st := call.Stats()
+	// At 30x the lead is 50 ms of real time, so a busy machine can starve
+	// the double: underruns are reported here and checked at real speed in
+	// TestRealTimePlaybackHasNoUnderruns.
 	t.Logf("5 min at 30x: max buffered %s, underruns %d (%s), heard %d ms", st.MaxBuffered, st.Underruns, st.UnderrunTime, fin.Playback.HeardMs)
-	if lead := 1500*time.Millisecond + 20*time.Millisecond; st.MaxBuffered > lead {
-		t.Errorf("Twilio's buffer held %s, more than the %s lead", st.MaxBuffered, lead)
-	}
-	if st.Underruns != 0 && !raceEnabled {
-		t.Errorf("%d underruns", st.Underruns)
+	// A chunk goes out while less than the lead is buffered: the bound is
+	// the lead plus one 100 ms chunk.
+	if bound := 1600 * time.Millisecond; st.MaxBuffered > bound {
+		t.Errorf("Twilio's buffer held %s, more than the 1.5 s lead and one chunk", st.MaxBuffered)
 	}
 	if fin.Playback.HeardMs != 300000 {
 		t.Errorf("heard %d ms of 300000", fin.Playback.HeardMs)

@@ -270,7 +270,7 @@ func (c *controller) dispatch(it *item) {
 	}
 	c.mu.Lock()
 	req := bus.RenderRequest{
-		Type: bus.TypeRenderRequest, StreamSid: c.ss.sid, PlaybackID: it.id, Attempt: it.attempt,
+		Type: bus.TypeRenderRequest, StreamSid: c.ss.sid, CallSid: c.ss.callSid, PlaybackID: it.id, Attempt: it.attempt,
 		RequestID: it.reqID, Audio: it.audio, Offset: it.sent, Ahead: c.aheadLocked(),
 	}
 	if c.closed {

@@ -83,7 +83,7 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 		defer bus.Close(wnc, 5*time.Second)
-		o.Worker.Logger = log
+		o.Worker.Logger, o.Worker.Registerer = log, reg
 		w, err = worker.New(wnc, o.Worker)
 		if err != nil {
 			return err

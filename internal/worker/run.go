@@ -51,7 +51,9 @@ func Run(ctx context.Context, o RunOptions) error {
 	}
 	defer bus.Close(nc, 5*time.Second)
 
-	o.Worker.Logger = log
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	o.Worker.Logger, o.Worker.Registerer = log, reg
 	w, err := New(nc, o.Worker)
 	if err != nil {
 		return err
@@ -63,8 +65,6 @@ func Run(ctx context.Context, o RunOptions) error {
 	var hs *http.Server
 	serveErr := make(chan error, 1)
 	if o.HTTPAddr != "" {
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		mux := http.NewServeMux()
 		mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) { fmt.Fprintln(rw, "ok") })
 		mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, _ *http.Request) {

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nuid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callcast/callcast/internal/audio"
 	"github.com/callcast/callcast/internal/bus"
@@ -61,6 +62,8 @@ type Config struct {
 	ID string
 	// Logger receives the worker's logs. Nil discards them.
 	Logger *slog.Logger
+	// Registerer receives the worker's metrics. Nil: a private registry.
+	Registerer prometheus.Registerer
 }
 
 func (c *Config) setDefaults() {
@@ -97,6 +100,9 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.NewRegistry()
+	}
 }
 
 // Worker serves the bus. Create it with New, start with Start, stop with
@@ -107,6 +113,7 @@ type Worker struct {
 	log *slog.Logger
 	lib *library
 	svc micro.Service
+	m   *metrics
 
 	slots chan struct{}
 	ctx   context.Context // cancelled when Shutdown gives up waiting
@@ -118,6 +125,10 @@ type Worker struct {
 // opened.
 func New(nc *nats.Conn, cfg Config) (*Worker, error) {
 	cfg.setDefaults()
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("worker: metrics: %w", err)
+	}
 	lib, err := openLibrary(cfg.AudioDir, cfg.MaxFileSize)
 	if err != nil {
 		return nil, err
@@ -128,6 +139,7 @@ func New(nc *nats.Conn, cfg Config) (*Worker, error) {
 		nc:    nc,
 		log:   cfg.Logger.With("worker", cfg.ID),
 		lib:   lib,
+		m:     m,
 		slots: make(chan struct{}, cfg.Concurrency),
 		ctx:   ctx,
 		kill:  kill,
@@ -300,7 +312,7 @@ func (w *Worker) onRender(req micro.Request) {
 		w.respond(req, bus.ErrorReply(bus.CodeBusy, fmt.Sprintf("worker %s is at its %d playbacks", w.cfg.ID, w.cfg.Concurrency)))
 		return
 	}
-	log := w.log.With("stream_sid", rr.StreamSid, "audio", rr.Audio, "playback", rr.PlaybackID)
+	log := w.log.With("stream_sid", rr.StreamSid, "call_sid", rr.CallSid, "audio", rr.Audio, "playback", rr.PlaybackID)
 	f, err := w.lib.Open(rr.Audio)
 	var tr *audio.Transcoder
 	if err == nil {
@@ -335,8 +347,12 @@ func (w *Worker) onRender(req micro.Request) {
 	for _, a := range rr.Ahead {
 		p.backlog += max(0, a.End-a.Heard)
 	}
+	timed := &timedReader{r: tr}
+	p.src = timed
+	w.m.active.Inc()
 	w.goJob(func() {
 		defer func() { <-w.slots }()
+		defer w.m.active.Dec()
 		defer f.Close()
 		defer func() {
 			if r := recover(); r != nil {
@@ -346,18 +362,32 @@ func (w *Worker) onRender(req micro.Request) {
 		start := time.Now()
 		sent, err := p.run(w.ctx)
 		took := time.Since(start).Round(time.Millisecond)
+		w.m.audioBytes.Add(float64(sent - rr.Offset))
+		rtf := 0.0
+		if timed.spent > 0 {
+			rtf = (time.Duration(timed.n) * time.Millisecond / bytesPerMs).Seconds() / timed.spent.Seconds()
+			w.m.transcode.Observe(rtf)
+		}
 		switch {
 		case err == nil:
-			log.Info("playback sent", "sent_ms", sent/bytesPerMs, "took", took)
+			w.m.playbacks.WithLabelValues("sent").Inc()
+			log.Info("playback sent", "sent_ms", sent/bytesPerMs, "took", took, "transcode", timed.spent.Round(time.Microsecond), "realtime_factor", int(rtf))
 		case isStop(err):
+			w.m.playbacks.WithLabelValues("stopped").Inc()
 			log.Info("playback stopped", "reason", err, "sent_ms", sent/bytesPerMs, "took", took)
 		default:
+			w.m.playbacks.WithLabelValues("failed").Inc()
 			log.Error("playback failed", "err", err, "sent_ms", sent/bytesPerMs)
 		}
 	})
 }
 
 func (w *Worker) respond(req micro.Request, reply bus.PlayReply) {
+	result := "ok"
+	if reply.Error != nil {
+		result = reply.Error.Code
+	}
+	w.m.requests.WithLabelValues(req.Subject(), result).Inc()
 	data, err := json.Marshal(reply)
 	if err != nil {
 		w.log.Error("encode reply", "err", err)
