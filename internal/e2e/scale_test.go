@@ -1,0 +1,142 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/callcast/callcast/internal/bus"
+	"github.com/callcast/callcast/internal/callsim"
+	"github.com/callcast/callcast/internal/edge"
+	"github.com/callcast/callcast/internal/worker"
+)
+
+// cluster is several edges and workers on one NATS server.
+type cluster struct {
+	edges   []string // WebSocket URLs
+	workers []*worker.Worker
+	nc      *nats.Conn
+}
+
+func startCluster(t *testing.T, edges, workers int, wcfg worker.Config) *cluster {
+	t.Helper()
+	ns, err := bus.RunServer(bus.ServerOptions{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	connect := func(name string) *nats.Conn {
+		nc, err := bus.Connect(bus.ConnOptions{URL: ns.ClientURL(), Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = bus.Close(nc, 5*time.Second) })
+		return nc
+	}
+	c := &cluster{nc: connect("producer")}
+	for i := range workers {
+		cfg := wcfg
+		cfg.ID = fmt.Sprintf("worker-%d", i)
+		w, err := worker.New(connect(cfg.ID), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = w.Shutdown(ctx)
+		})
+		c.workers = append(c.workers, w)
+	}
+	for i := range edges {
+		id := fmt.Sprintf("edge-%d", i)
+		srv, err := edge.New(connect(id), edge.Config{ID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(ln) }()
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := srv.Shutdown(ctx); err != nil {
+				t.Errorf("%s shutdown: %v", id, err)
+			}
+			<-served
+		})
+		c.edges = append(c.edges, "ws://"+ln.Addr().String()+edge.PathMediaStream)
+	}
+	return c
+}
+
+// TestTwoEdgesThreeWorkers places calls on two edges served by three
+// workers: every call gets its own audio, from whichever worker, through
+// the edge that holds its socket; producers reach calls on either edge.
+func TestTwoEdgesThreeWorkers(t *testing.T) {
+	c := startCluster(t, 2, 3, worker.Config{AudioDir: "testdata/audio", DefaultAudio: worker.NoDefaultAudio})
+	var starts sync.Map // streamSid → edge id
+	sub, err := c.nc.Subscribe(bus.SubjectStreamStarted, func(m *nats.Msg) {
+		var st bus.StreamStarted
+		if json.Unmarshal(m.Data, &st) == nil {
+			starts.Store(st.StreamSid, st.Edge)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+
+	type leg struct {
+		sid, audio, ref, edge string
+		sys                   *system
+		ev                    *events
+		playback              string
+	}
+	var legs []*leg
+	for i := range 6 {
+		l := &leg{sid: newSid("MZ"), audio: "speech.mp3", ref: "speech.ref.ulaw", edge: fmt.Sprintf("edge-%d", i%2)}
+		if i%3 == 1 {
+			l.audio, l.ref = "tone440.mp3", "tone440.ref.ulaw"
+		}
+		l.sys = &system{wsURL: c.edges[i%2], nc: c.nc}
+		l.ev = watch(t, c.nc, l.sid)
+		legs = append(legs, l)
+	}
+	calls := make(map[string]*callsim.Call)
+	for _, l := range legs {
+		call := dialSpeed(t, l.sys, l.sid, "", 4)
+		calls[l.sid] = call
+		waitForStart(t, l.sys, l.sid)
+		l.playback = mustPlay(t, c.nc, bus.PlayRequest{StreamSid: l.sid, Audio: l.audio}).PlaybackID
+	}
+	for _, l := range legs {
+		l.ev.playback(t, bus.EventPlaybackFinished, l.playback, 20*time.Second)
+	}
+	for _, l := range legs {
+		t.Run(l.sid[:10]+"-"+l.audio, func(t *testing.T) {
+			if e, _ := starts.Load(l.sid); e != l.edge {
+				t.Errorf("stream started on %v, want %s", e, l.edge)
+			}
+			got, ref := calls[l.sid].Received(), readRef(t, l.ref)
+			if d := len(got) - len(ref); d < -800 || d > 800 {
+				t.Errorf("received %d bytes, want %d", len(got), len(ref))
+			}
+			if s := similarity(got, ref, 200); s < 0.9 {
+				t.Errorf("correlation %.3f with its own audio", s)
+			}
+		})
+	}
+}
