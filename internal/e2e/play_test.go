@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/callcast/callcast/internal/bus"
+	"github.com/callcast/callcast/internal/edge"
 	"github.com/callcast/callcast/internal/twilio"
 	"github.com/callcast/callcast/internal/worker"
 )
@@ -402,4 +404,53 @@ func TestBadPlayRequestsChangeNothing(t *testing.T) {
 	// And the call still takes a good one.
 	r := mustPlay(t, s.nc, bus.PlayRequest{StreamSid: sid, Audio: "speech.mp3"})
 	ev.playback(t, bus.EventPlaybackFinished, r.PlaybackID, 15*time.Second)
+}
+
+// TestEdgeGoneStopsWorker: an edge that vanishes without a stop (its NATS
+// connection dies with it) leaves no one echoing marks; the worker stops.
+func TestEdgeGoneStopsWorker(t *testing.T) {
+	ns, err := bus.RunServer(bus.ServerOptions{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	connect := func() *nats.Conn {
+		nc, err := bus.Connect(bus.ConnOptions{URL: ns.ClientURL()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	w, err := worker.New(connect(), worker.Config{AudioDir: "testdata/audio", DefaultAudio: "speech.mp3", EchoTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Shutdown(context.Background())
+	edgeNC := connect()
+	srv, err := edge.New(edgeNC, edge.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}()
+	s := &system{wsURL: "ws://" + ln.Addr().String() + edge.PathMediaStream, nc: connect()}
+	call := dialSpeed(t, s, newSid("MZ"), "speech.mp3", 1)
+	waitFor(t, "audio to play", 5*time.Second, func() bool { return len(call.Played()) >= 2000 })
+
+	edgeNC.Close() // the edge is gone from the bus
+	gone := time.Now()
+	waitFor(t, "the worker to stop", 2*time.Second, func() bool { return w.Active() == 0 })
+	t.Logf("worker stopped %s after the edge vanished", time.Since(gone).Round(time.Millisecond))
 }

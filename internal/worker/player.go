@@ -24,6 +24,7 @@ const bytesPerMs = audio.SampleRate / 1000 // μ-law bytes per millisecond
 
 // Reasons a playback stops early.
 var (
+	errNoEcho        = errors.New("worker: Twilio stopped echoing marks: the call or its edge is gone")
 	errStreamStopped = errors.New("worker: stream stopped")
 	errCleared       = errors.New("worker: cleared")
 	errInterrupted   = errors.New("worker: playback interrupted")
@@ -50,10 +51,12 @@ type playback struct {
 	aheadMu sync.Mutex
 	ahead   []bus.Ahead // earlier playbacks still buffered, heard moved on by their marks
 
-	heard   atomic.Int64  // offset confirmed played by mark echoes
-	notify  chan struct{} // poked when heard changes or the playback must stop
-	stopMu  sync.Mutex
-	stopErr error
+	heard    atomic.Int64  // offset confirmed played by mark echoes
+	lastEcho atomic.Int64  // unix nanoseconds of the last echo of this or an earlier playback's mark
+	silence  time.Duration // no echo for this long while audio is unheard: the call is gone
+	notify   chan struct{} // poked when heard changes or the playback must stop
+	stopMu   sync.Mutex
+	stopErr  error
 }
 
 // observe handles the stream's events: mark echoes move heard forward;
@@ -72,6 +75,7 @@ func (p *playback) observe(msg *nats.Msg) {
 		if !ok {
 			return
 		}
+		p.lastEcho.Store(time.Now().UnixNano())
 		if id != p.id {
 			p.aheadMu.Lock()
 			for i := range p.ahead {
@@ -130,6 +134,7 @@ func (p *playback) run(ctx context.Context) (int64, error) {
 	}
 	defer sub.Unsubscribe()
 	p.heard.Store(p.offset)
+	p.lastEcho.Store(time.Now().UnixNano())
 
 	if p.offset > 0 {
 		if _, err := io.CopyN(io.Discard, p.src, p.offset); err != nil {
@@ -205,6 +210,12 @@ func (p *playback) pace(ctx context.Context, sent int64, t0 time.Time, timer *ti
 			return err
 		}
 		now := time.Now()
+		// Audio is waiting to be heard but no mark has come back for long:
+		// nobody is listening any more (the wall clock alone would keep
+		// sending into the void).
+		if sent > p.heard.Load() && now.Sub(time.Unix(0, p.lastEcho.Load())) > p.silence {
+			return errNoEcho
+		}
 		if p.buffered(sent, t0, now) < p.lead {
 			return nil
 		}

@@ -56,6 +56,10 @@ type Config struct {
 	MarkGrace time.Duration
 	// MaxFileSize refuses larger audio files. Default 100 MiB.
 	MaxFileSize int64
+	// EchoTimeout stops a playback when Twilio has echoed none of its marks
+	// for this long while its audio waits to be heard: the call or its edge
+	// is gone without a stop. Default 5 s.
+	EchoTimeout time.Duration
 	// RequestTimeout bounds a request to an edge. Default 2 s.
 	RequestTimeout time.Duration
 	// ID names this worker in logs and service info. Default: a random ID.
@@ -90,6 +94,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxFileSize <= 0 {
 		c.MaxFileSize = 100 << 20
+	}
+	if c.EchoTimeout <= 0 {
+		c.EchoTimeout = 5 * time.Second
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = 2 * time.Second
@@ -342,6 +349,7 @@ func (w *Worker) onRender(req micro.Request) {
 		markEvery: int64(w.cfg.MarkEvery / time.Millisecond * bytesPerMs),
 		chunk:     int(w.cfg.Chunk/(20*time.Millisecond)) * audio.FrameSize,
 		grace:     w.cfg.MarkGrace,
+		silence:   w.cfg.EchoTimeout,
 		notify:    make(chan struct{}, 1),
 	}
 	for _, a := range rr.Ahead {
@@ -422,7 +430,7 @@ func (w *Worker) publishEvent(ev bus.Event) {
 
 func isStop(err error) bool {
 	return errors.Is(err, errStreamStopped) || errors.Is(err, errCleared) ||
-		errors.Is(err, errInterrupted) || errors.Is(err, context.Canceled)
+		errors.Is(err, errInterrupted) || errors.Is(err, errNoEcho) || errors.Is(err, context.Canceled)
 }
 
 // errorBody classifies err for producers.
