@@ -44,6 +44,7 @@ type config struct {
 	rate     float64
 	token    string
 	signURL  string
+	metrics  []string
 	log      cli.Log
 }
 
@@ -83,7 +84,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 			}
 			caller = b
 		}
-		rep, err := callsim.Load(ctx, callsim.LoadConfig{Call: call, Caller: caller, Calls: cfg.calls, Rate: cfg.rate, Until: until})
+		rep, err := callsim.Load(ctx, callsim.LoadConfig{Call: call, Caller: caller, Calls: cfg.calls, Rate: cfg.rate, Until: until, Metrics: cfg.metrics})
 		if err != nil {
 			return err
 		}
@@ -151,6 +152,10 @@ func parseFlags(args []string) (config, error) {
 	float(&cfg.rate, "rate", "CALLSIM_RATE", 0, "load mode: calls started per second; 0: all at once")
 	f.StringVar(&cfg.token, "auth-token", os.Getenv("TWILIO_AUTH_TOKEN"), "Twilio auth token: sign the upgrade with X-Twilio-Signature as Twilio does (env TWILIO_AUTH_TOKEN)")
 	f.StringVar(&cfg.signURL, "sign-url", os.Getenv("CALLSIM_SIGN_URL"), "the stream URL Twilio would sign, e.g. wss://voice.example.com/media-stream; default -url (env CALLSIM_SIGN_URL)")
+	f.Func("metrics", "load mode: a /metrics URL of a process under test, whose CPU and memory are reported; repeatable (env CALLSIM_METRICS, comma-separated)", func(s string) error {
+		cfg.metrics = append(cfg.metrics, s)
+		return nil
+	})
 	cfg.log.Define(f)
 	cfg.params = map[string]string{}
 	f.Func("param", "stream parameter name=value, as TwiML <Parameter>; repeatable (env CALLSIM_PARAMS, comma-separated)", func(s string) error {
@@ -169,6 +174,9 @@ func parseFlags(args []string) (config, error) {
 	})
 	for _, p := range splitList(os.Getenv("CALLSIM_PARAMS")) {
 		errs = append(errs, f.Set("param", p))
+	}
+	for _, m := range splitList(os.Getenv("CALLSIM_METRICS")) {
+		errs = append(errs, f.Set("metrics", m))
 	}
 	for _, h := range splitList(os.Getenv("CALLSIM_HEADERS")) {
 		errs = append(errs, f.Set("header", h))

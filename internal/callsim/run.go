@@ -110,6 +110,9 @@ type LoadConfig struct {
 	Rate float64
 	// Until says when each call hangs up.
 	Until Until
+	// Metrics lists Prometheus /metrics URLs of the processes under test
+	// (on this machine); their CPU and memory are reported.
+	Metrics []string
 }
 
 // LoadReport sums up a load run.
@@ -128,6 +131,8 @@ type LoadReport struct {
 	// and protocol violations.
 	Errors  []error
 	Elapsed time.Duration
+	// Processes is what the processes under test used (see Metrics).
+	Processes []Process
 }
 
 // Percentile returns the p-th percentile (0 < p ≤ 100, nearest rank) of
@@ -159,6 +164,19 @@ func (r LoadReport) WriteSummary(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "underruns    %d (%v of silence)\n", r.Underruns, r.UnderrunTime.Round(time.Millisecond))
 	fmt.Fprintf(&b, "protocol     %d errors\n", r.ProtocolErrors)
+	for _, p := range r.Processes {
+		if p.Err != nil {
+			fmt.Fprintf(&b, "process      %s: %v\n", p.URL, p.Err)
+			continue
+		}
+		fmt.Fprintf(&b, "process      %s: cpu %v (%.0f%% of one core), peak rss %.1f MiB, peak heap %.1f MiB",
+			p.URL, p.CPU.Round(time.Millisecond), 100*p.CPU.Seconds()/r.Elapsed.Seconds(), p.PeakRSS/(1<<20), p.PeakHeap/(1<<20))
+		if p.PeakStreams > 0 {
+			fmt.Fprintf(&b, ", %.0f streams at peak: %.1f KiB heap and %.1f KiB rss per stream",
+				p.PeakStreams, p.HeapPerStream()/1024, p.RSSPerStream()/1024)
+		}
+		b.WriteString("\n")
+	}
 	for _, err := range r.Errors {
 		fmt.Fprintf(&b, "  %v\n", err)
 	}
@@ -182,6 +200,12 @@ func Load(ctx context.Context, cfg LoadConfig) (LoadReport, error) {
 	if err := checkLoopback(cfg.Call.URL); err != nil {
 		return LoadReport{}, err
 	}
+	for _, u := range cfg.Metrics {
+		if err := checkLoopback(u); err != nil {
+			return LoadReport{}, err
+		}
+	}
+	procs := watchProcesses(ctx, cfg.Metrics, 250*time.Millisecond)
 
 	var (
 		mu  sync.Mutex
@@ -243,6 +267,7 @@ launch:
 	}
 	wg.Wait()
 	rep.Elapsed = time.Since(begin)
+	rep.Processes = procs.stop(context.WithoutCancel(ctx))
 	slices.Sort(rep.FirstMedia)
 	return rep, nil
 }
