@@ -47,6 +47,8 @@ func run(args []string) error {
 	f.String(&o.Worker.DefaultAudio, "default-audio", "DEFAULT_AUDIO", "sample.mp3", "all-in-one: audio played when the call names none")
 	f.Int(&o.Worker.Concurrency, "worker-concurrency", "WORKER_CONCURRENCY", 1000, "all-in-one: simultaneous playbacks")
 	f.Duration(&o.DrainTimeout, "drain-timeout", "DRAIN_TIMEOUT", 30*time.Second, "on SIGTERM, how long calls in progress may run on")
+	var pprofAddr string
+	f.String(&pprofAddr, "pprof-addr", "PPROF_ADDR", "", "serve Go profiling endpoints (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; empty: off")
 	logOpts.Define(f)
 	if len(args) > 0 && args[0] == "healthcheck" {
 		if err := f.Parse(args[1:]); err != nil {
@@ -62,6 +64,9 @@ func run(args []string) error {
 		return err
 	}
 	o.Logger = log
+	if err := cli.ServePprof(pprofAddr, log); err != nil {
+		return err
+	}
 	o.NATS.Name = "callcast-edge-" + o.Edge.ID
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -44,6 +44,8 @@ func run(args []string) error {
 	f.Int(&o.Worker.Concurrency, "concurrency", "WORKER_CONCURRENCY", 1000, "simultaneous playbacks")
 	f.String(&o.HTTPAddr, "http-addr", "WORKER_HTTP_ADDR", ":9090", "address serving /healthz, /readyz and /metrics")
 	f.Duration(&o.DrainTimeout, "drain-timeout", "DRAIN_TIMEOUT", 30*time.Second, "on SIGTERM, how long playbacks in flight may run on")
+	var pprofAddr string
+	f.String(&pprofAddr, "pprof-addr", "PPROF_ADDR", "", "serve Go profiling endpoints (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; empty: off")
 	logOpts.Define(f)
 	if len(args) > 0 && args[0] == "healthcheck" {
 		if err := f.Parse(args[1:]); err != nil {
@@ -59,6 +61,9 @@ func run(args []string) error {
 		return err
 	}
 	o.Logger = log
+	if err := cli.ServePprof(pprofAddr, log); err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return worker.Run(ctx, o)

@@ -7,6 +7,7 @@ package edge
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twilio/twilio-go/client"
 
+	"github.com/callcast/callcast/internal/bus"
 	"github.com/callcast/callcast/internal/twilio"
 )
 
@@ -57,7 +59,7 @@ type Config struct {
 	// ReadLimit caps one inbound WebSocket message. Default 64 KiB.
 	ReadLimit int64
 	// SendQueue is the number of outbound messages buffered per socket.
-	// Default 512 (about 10 s of 20 ms frames).
+	// Default 64 (6.4 s of the workers' 100 ms messages).
 	SendQueue int
 	// SendTimeout is how long a relay waits on a full send queue before the
 	// socket is judged dead and closed. Default 5 s.
@@ -88,7 +90,7 @@ func (c *Config) setDefaults() {
 		c.ReadLimit = 64 << 10
 	}
 	if c.SendQueue <= 0 {
-		c.SendQueue = 512
+		c.SendQueue = 64
 	}
 	if c.SendTimeout <= 0 {
 		c.SendTimeout = 5 * time.Second
@@ -135,6 +137,13 @@ type Server struct {
 	streams  map[string]*session // by streamSid, once started
 	idle     chan struct{}       // closed when sessions becomes empty while draining
 	wg       sync.WaitGroup
+
+	// Play requests of every stream arrive on one channel, served by one
+	// goroutine started with the first stream.
+	plays     chan *nats.Msg
+	playsOnce sync.Once
+	playsQuit chan struct{}
+	playsDone chan struct{}
 }
 
 // New returns an edge that uses nc for the bus.
@@ -232,6 +241,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.wg.Wait()
+	if s.plays != nil {
+		// Not close(s.plays): a send from NATS's reader must never panic.
+		close(s.playsQuit)
+		<-s.playsDone
+	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := s.app.ShutdownWithContext(shutCtx); err != nil {
@@ -394,6 +408,42 @@ func (s *Server) untrack(ss *session) {
 	s.mu.Unlock()
 	s.metrics.sockets.Dec()
 	s.wg.Done()
+}
+
+// playRequests returns the channel the streams' play subscriptions feed,
+// starting its server on first use.
+func (s *Server) playRequests() chan *nats.Msg {
+	s.playsOnce.Do(func() {
+		s.plays = make(chan *nats.Msg, 1024)
+		s.playsQuit = make(chan struct{})
+		s.playsDone = make(chan struct{})
+		go func() {
+			defer close(s.playsDone)
+			for {
+				select {
+				case msg := <-s.plays:
+					s.servePlay(msg)
+				case <-s.playsQuit:
+					return
+				}
+			}
+		}()
+	})
+	return s.plays
+}
+
+// servePlay hands a play request to the controller of its stream.
+func (s *Server) servePlay(msg *nats.Msg) {
+	sid := strings.TrimSuffix(strings.TrimPrefix(msg.Subject, "callcast.stream."), ".play")
+	s.mu.Lock()
+	ss := s.streams[sid]
+	s.mu.Unlock()
+	if ss == nil || ss.ctl == nil {
+		data, _ := json.Marshal(bus.ErrorReply(bus.CodeUnknownStream, "the stream has ended"))
+		_ = msg.Respond(data)
+		return
+	}
+	ss.ctl.onEnqueue(msg)
 }
 
 // claim records ss as the holder of sid; false if another socket holds it.

@@ -68,21 +68,32 @@ func serve(t *testing.T, cfg Config) (string, *nats.Conn) {
 		if err := <-served; err != nil {
 			t.Error(err)
 		}
+		// And after Shutdown nothing of the edge runs at all.
+		waitFor(t, "every edge goroutine to exit", func() bool { return len(edgeStacks(true)) == 0 })
 	})
 	return ln.Addr().String(), connect(t, url)
 }
 
 // sessionGoroutines counts goroutines running session code. fasthttp keeps
 // its own workers alive between connections, so a plain count would not do.
-func sessionGoroutines() int {
+// The edge-wide play request server (playRequests) lives until Shutdown.
+func sessionGoroutines() int { return len(edgeStacks(false)) }
+
+// edgeStacks returns the stacks of goroutines running edge code: per
+// session only, or all of them.
+func edgeStacks(all bool) []string {
 	buf := make([]byte, 4<<20)
-	n := 0
+	var found []string
 	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
-		if strings.Contains(g, "internal/edge.(*session)") || strings.Contains(g, "internal/edge.(*Server).handleSocket") {
-			n++
+		if strings.Contains(g, "playRequests") && !all {
+			continue
+		}
+		if strings.Contains(g, "internal/edge.(*session)") || strings.Contains(g, "internal/edge.(*Server).handleSocket") ||
+			all && strings.Contains(g, "internal/edge.(*Server)") {
+			found = append(found, g)
 		}
 	}
-	return n
+	return found
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -90,8 +101,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("timed out waiting for %s; goroutines:\n%s", what, buf[:runtime.Stack(buf, true)])
+			t.Fatalf("timed out waiting for %s; edge goroutines:\n%s", what, strings.Join(edgeStacks(true), "\n\n"))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

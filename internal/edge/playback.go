@@ -19,6 +19,9 @@ type item struct {
 	id, reqID, audio string
 	durationMs       int64
 	attempt          int
+	lost             int    // workers that went silent on it
+	marked           int64  // offset of the last progress mark relayed
+	reconnects       uint64 // the edge's NATS reconnects when the attempt was dispatched
 
 	sent, heard  int64     // bytes of its audio relayed / confirmed played
 	end          int64     // offset of its last mark once relayed, else -1
@@ -48,31 +51,16 @@ type controller struct {
 	draining []*item
 	closed   bool
 
-	wg   sync.WaitGroup // dispatches and the watchdog
-	quit chan struct{}
+	wg       sync.WaitGroup // dispatches
+	quit     chan struct{}
+	watchdog *time.Timer // fires checkWorker when the sending playback's worker goes quiet
 }
 
 func newController(ss *session) *controller {
-	return &controller{ss: ss, quit: make(chan struct{})}
-}
-
-// start runs the watchdog that re-dispatches a playback whose worker went
-// silent.
-func (c *controller) start() {
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		t := time.NewTicker(c.ss.srv.cfg.RenderTimeout / 4)
-		defer t.Stop()
-		for {
-			select {
-			case <-c.quit:
-				return
-			case <-t.C:
-				c.checkWorker()
-			}
-		}
-	}()
+	c := &controller{ss: ss, quit: make(chan struct{})}
+	c.watchdog = time.AfterFunc(time.Hour, c.checkWorker)
+	c.watchdog.Stop()
+	return c
 }
 
 // close ends every playback (reason: stop, shutdown…) and waits for the
@@ -81,6 +69,7 @@ func (c *controller) close(reason string) {
 	c.mu.Lock()
 	evs := c.interruptLocked(reason)
 	c.closed = true
+	c.watchdog.Stop()
 	c.mu.Unlock()
 	close(c.quit)
 	c.publish(evs)
@@ -131,6 +120,7 @@ func (c *controller) onClear() {
 // goes to Twilio, and accounts for it.
 func (c *controller) admit(hdr string, out *bus.OutMessage, msg *nats.Msg) bool {
 	now := time.Now()
+	reconnects := c.ss.srv.nc.Stats().Reconnects
 	c.mu.Lock()
 	it := c.sending
 	if it == nil || bus.PlaybackHeader(it.id, it.attempt) != hdr {
@@ -139,8 +129,23 @@ func (c *controller) admit(hdr string, out *bus.OutMessage, msg *nats.Msg) bool 
 		return false
 	}
 	it.lastActivity = now
+	if reconnects != it.reconnects {
+		// The edge lost NATS since this attempt was dispatched, and with
+		// it whatever the worker published meanwhile. Drop the rest of the
+		// attempt and ask again from the last byte relayed, so that the
+		// caller hears neither a hole nor anything twice.
+		it.attempt++
+		attempt, sent := it.attempt, it.sent
+		c.mu.Unlock()
+		c.ss.srv.metrics.errors.WithLabelValues("nats_reconnect_resume").Inc()
+		c.ss.log.Info("reconnected to NATS; resuming playback from the last byte relayed", "playback", it.id, "attempt", attempt, "offset_ms", bus.MsOf(sent))
+		c.dispatch(it)
+		return false
+	}
 	var evs []bus.Event
 	var next *item
+	var lost int64
+	attempt := it.attempt
 	switch out.Event {
 	case "media":
 		if !it.started {
@@ -150,6 +155,22 @@ func (c *controller) admit(hdr string, out *bus.OutMessage, msg *nats.Msg) bool 
 		it.sent += int64(payloadLen(out.Media.Payload))
 	case "mark":
 		id, off, last, ok := bus.ParsePlaybackMark(out.Mark.Name)
+		if ok && id == it.id && off > it.sent {
+			// The bus lost frames of this attempt (NATS core delivers at
+			// most once, e.g. across a server restart). Count from the
+			// worker's offset, so that a re-dispatch resumes after what it
+			// sent rather than play the frames since the hole again.
+			lost, it.sent = off-it.sent, off
+		}
+		if ok && id == it.id && !last {
+			if off == it.marked {
+				// A worker seeking to resume says it is alive; Twilio
+				// has this mark already.
+				c.mu.Unlock()
+				return false
+			}
+			it.marked = off
+		}
 		if ok && id == it.id && last {
 			it.end = off
 			if e := msg.Header.Get(bus.HeaderError); e != "" {
@@ -161,6 +182,10 @@ func (c *controller) admit(hdr string, out *bus.OutMessage, msg *nats.Msg) bool 
 		}
 	}
 	c.mu.Unlock()
+	if lost > 0 {
+		c.ss.srv.metrics.errors.WithLabelValues("lost_audio").Inc()
+		c.ss.log.Warn("audio of a playback lost on the bus; the caller hears a gap", "playback", it.id, "attempt", attempt, "lost_ms", bus.MsOf(lost))
+	}
 	c.publish(evs)
 	c.dispatch(next)
 	return true
@@ -210,6 +235,7 @@ func (c *controller) advanceLocked() *item {
 	c.queue = slices.Delete(c.queue, 0, 1)
 	it.lastActivity = time.Now()
 	c.sending = it
+	c.watchdog.Reset(c.ss.srv.cfg.RenderTimeout)
 	return it
 }
 
@@ -268,7 +294,9 @@ func (c *controller) dispatch(it *item) {
 	if it == nil {
 		return
 	}
+	reconnects := c.ss.srv.nc.Stats().Reconnects
 	c.mu.Lock()
+	it.reconnects = reconnects
 	req := bus.RenderRequest{
 		Type: bus.TypeRenderRequest, StreamSid: c.ss.sid, CallSid: c.ss.callSid, PlaybackID: it.id, Attempt: it.attempt,
 		RequestID: it.reqID, Audio: it.audio, Offset: it.sent, Ahead: c.aheadLocked(),
@@ -354,24 +382,32 @@ func (c *controller) renderFailed(it *item, attempt int, e *bus.Error) {
 
 // checkWorker re-dispatches the sending playback when its worker has gone
 // silent for RenderTimeout, from the last byte relayed, so that nothing
-// is played twice.
+// is played twice. The watchdog timer runs it; it re-arms itself while a
+// playback is sending.
 func (c *controller) checkWorker() {
 	c.mu.Lock()
 	it := c.sending
-	if it == nil || time.Since(it.lastActivity) < c.ss.srv.cfg.RenderTimeout {
+	if it == nil || c.closed {
 		c.mu.Unlock()
 		return
 	}
-	if it.attempt >= c.ss.srv.cfg.RenderAttempts-1 {
+	if quiet := time.Since(it.lastActivity); quiet < c.ss.srv.cfg.RenderTimeout {
+		c.watchdog.Reset(c.ss.srv.cfg.RenderTimeout - quiet)
+		c.mu.Unlock()
+		return
+	}
+	if it.lost >= c.ss.srv.cfg.RenderAttempts-1 {
 		c.mu.Unlock()
 		c.renderFailed(it, it.attempt, &bus.Error{Code: bus.CodeNoWorkers, Message: "the worker stopped sending and no other could take over"})
 		return
 	}
 	it.attempt++
+	it.lost++
 	it.lastActivity = time.Now()
+	attempt, sent := it.attempt, it.sent
 	c.mu.Unlock()
 	c.ss.srv.metrics.errors.WithLabelValues("worker_lost").Inc()
-	c.ss.log.Warn("worker went silent; moving playback", "playback", it.id, "attempt", it.attempt, "offset_ms", bus.MsOf(it.sent))
+	c.ss.log.Warn("worker went silent; moving playback", "playback", it.id, "attempt", attempt, "offset_ms", bus.MsOf(sent))
 	c.dispatch(it)
 }
 

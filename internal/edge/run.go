@@ -22,11 +22,17 @@ type Options struct {
 	Addr     string
 	Listener net.Listener
 	// NATS says how to reach the bus. An empty NATS.URL runs all-in-one: an
-	// embedded NATS server listening on NATSListen plus an in-process worker
-	// pool configured by Worker.
+	// embedded NATS server listening on NATSListen, with JetStream storing
+	// under NATSStoreDir, plus an in-process worker pool configured by
+	// Worker (with Worker.JetStream set: the Object Store audio library and
+	// a transcode cache that survives restarts).
 	NATS       bus.ConnOptions
 	NATSListen string
-	Worker     worker.Config
+	// NATSStoreDir is the embedded server's JetStream directory. Default:
+	// callcast-nats under os.TempDir(). If another process holds it, a
+	// private temporary directory is used instead, and removed at exit.
+	NATSStoreDir string
+	Worker       worker.Config
 	// Edge configures the edge itself.
 	Edge Config
 	// DrainTimeout bounds how long calls in progress may run on after ctx is
@@ -54,14 +60,18 @@ func Run(ctx context.Context, o Options) error {
 	var ns *server.Server
 	allInOne := o.NATS.URL == "" && o.NATS.InProcess == nil
 	if allInOne {
-		var err error
-		ns, err = bus.RunServer(bus.ServerOptions{Listen: o.NATSListen})
+		storeDir, release, err := lockStoreDir(o.NATSStoreDir, log)
+		if err != nil {
+			return err
+		}
+		defer release()
+		ns, err = bus.RunServer(bus.ServerOptions{Listen: o.NATSListen, JetStream: true, StoreDir: storeDir})
 		if err != nil {
 			return err
 		}
 		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
 		o.NATS.InProcess = ns
-		log.Info("all-in-one: embedded NATS server running", "nats_listen", ns.ClientURL())
+		log.Info("all-in-one: embedded NATS server running", "nats_listen", ns.ClientURL(), "store_dir", storeDir)
 	}
 	o.NATS.Logger = log
 	if o.NATS.Name == "" {
@@ -84,6 +94,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 		defer bus.Close(wnc, 5*time.Second)
 		o.Worker.Logger, o.Worker.Registerer = log, reg
+		o.Worker.JetStream = true
 		w, err = worker.New(wnc, o.Worker)
 		if err != nil {
 			return err

@@ -202,8 +202,7 @@ func (ss *session) start(msg *twilio.Message) error {
 	_ = sub.SetPendingLimits(-1, 64<<20)
 	ss.sub = sub
 	ss.ctl = newController(ss)
-	ss.ctl.start()
-	if ss.playSub, err = ss.srv.nc.Subscribe(bus.StreamPlay(sid), ss.ctl.onEnqueue); err != nil {
+	if ss.playSub, err = ss.srv.nc.ChanSubscribe(bus.StreamPlay(sid), ss.srv.playRequests()); err != nil {
 		return fmt.Errorf("edge: subscribe %s: %w", bus.StreamPlay(sid), err)
 	}
 	started := bus.StreamStarted{
