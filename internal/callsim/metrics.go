@@ -18,8 +18,9 @@ type Process struct {
 	URL string
 	// CPU is the CPU time the process used during the run.
 	CPU time.Duration
-	// PeakRSS and PeakHeap are the most resident memory and Go heap in use
-	// seen; BaseRSS and BaseHeap were before the first call.
+	// PeakRSS and PeakHeap are the most resident memory and live Go heap
+	// (go_gc_heap_live_bytes, else go_memstats_heap_inuse_bytes) seen;
+	// BaseRSS and BaseHeap were before the first call.
 	PeakRSS, BaseRSS   float64
 	PeakHeap, BaseHeap float64
 	// PeakStreams is the most callcast_edge_streams_active seen (edges only).
@@ -89,10 +90,14 @@ func scrape(ctx context.Context, url string) (sample, error) {
 		}
 		return 0
 	}
+	heap := value("go_gc_heap_live_bytes") // live heap after the last GC, when exposed
+	if heap == 0 {
+		heap = value("go_memstats_heap_inuse_bytes")
+	}
 	return sample{
 		cpu:     value("process_cpu_seconds_total"),
 		rss:     value("process_resident_memory_bytes"),
-		heap:    value("go_memstats_heap_inuse_bytes"),
+		heap:    heap,
 		streams: value("callcast_edge_streams_active"),
 	}, nil
 }

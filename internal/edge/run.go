@@ -9,10 +9,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/callcast/callcast/internal/bus"
+	"github.com/callcast/callcast/internal/cli"
 	"github.com/callcast/callcast/internal/worker"
 )
 
@@ -53,8 +52,7 @@ func Run(ctx context.Context, o Options) error {
 	if o.DrainTimeout <= 0 {
 		o.DrainTimeout = 30 * time.Second
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := cli.NewRegistry()
 	o.Edge.Registerer, o.Edge.Gatherer, o.Edge.Logger = reg, reg, log
 
 	var ns *server.Server

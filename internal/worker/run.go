@@ -9,16 +9,17 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/callcast/callcast/internal/bus"
+	"github.com/callcast/callcast/internal/cli"
 )
 
 // RunOptions configures Run: a whole worker process.
 type RunOptions struct {
-	NATS   bus.ConnOptions
+	NATS bus.ConnOptions
+	// Worker configures the worker; Run sets its JetStream, Logger and
+	// Registerer.
 	Worker Config
 	// HTTPAddr serves /healthz, /readyz and /metrics. Empty: none.
 	HTTPAddr string
@@ -51,9 +52,9 @@ func Run(ctx context.Context, o RunOptions) error {
 	}
 	defer bus.Close(nc, 5*time.Second)
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := cli.NewRegistry()
 	o.Worker.Logger, o.Worker.Registerer = log, reg
+	o.Worker.JetStream = true
 	w, err := New(nc, o.Worker)
 	if err != nil {
 		return err
