@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -77,9 +78,10 @@ func TestLogger(t *testing.T) {
 }
 
 func TestHealthcheck(t *testing.T) {
-	healthy := true
+	var healthy atomic.Bool
+	healthy.Store(true)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/healthz" || !healthy {
+		if r.URL.Path != "/healthz" || !healthy.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 	}))
@@ -88,7 +90,7 @@ func TestHealthcheck(t *testing.T) {
 	if err := Healthcheck(context.Background(), ":"+port); err != nil {
 		t.Fatalf("healthy: %v", err)
 	}
-	healthy = false
+	healthy.Store(false)
 	if err := Healthcheck(context.Background(), ":"+port); err == nil {
 		t.Fatal("unhealthy answered as healthy")
 	}
