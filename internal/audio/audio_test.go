@@ -254,7 +254,7 @@ func TestTruncatedAtFrameBoundary(t *testing.T) {
 // identical to reading everything at once.
 func TestChunking(t *testing.T) {
 	inputs := map[string][]byte{
-		"sine 44.1k wav": makeWAV(44100, 2, sineSamples(44100, 997, 20000, 2*44100)),
+		"sine 44.1k wav": makeWAV(44100, 2, sineSamples(44100, 997, 20000, 44100/2)),
 		"sine 11025 wav": makeWAV(11025, 1, sineSamples(11025, 1500, 20000, 11025)),
 		"speech mp3":     fixture(t, "speech-22k-mono-vbr.mp3"),
 		"music mp3":      fixture(t, "music-44k-stereo-cbr128.mp3"),
@@ -346,15 +346,36 @@ func TestOutputLength(t *testing.T) {
 	}
 }
 
-// TestOddRate resamples a rate whose ratio needs more than maxPhases
-// phases (44056 Hz: 1000/5507), and one below 8000 Hz.
+// TestOddRate resamples rates whose ratios need more than maxPhases phases
+// (44056 Hz: 1000/1377 after two half-bands; 47999 Hz: 8000/47999), and
+// rates below 8000 Hz.
 func TestOddRate(t *testing.T) {
-	for _, rate := range []int{44056, 6000} {
-		in := sineSamples(rate, 1000, 16000, rate/2)
+	for _, rate := range []int{44056, 47999, 6000, 7350} {
+		in := sineSamples(rate, min(1000, float64(rate)/3), 16000, rate/2)
+		start := time.Now()
+		newResampler(&sliceReader{}, rate)
+		design := time.Since(start)
 		ref := refResample(f32to64(toFloat32(in)), rate)
 		lin := f32to64(resampleAll(t, toFloat32(in), rate, 0, 4096))
-		if s := snr(lin, ref); s < 50 {
+		s := snr(lin, ref)
+		t.Logf("%d Hz: SNR %.1f dB; filter designed in %v", rate, s, design)
+		if s < 50 {
 			t.Errorf("%d Hz: SNR %.1f dB, want ≥ 50 dB", rate, s)
+		}
+	}
+}
+
+// TestUnsupportedRates refuses WAV rates that would need huge filters.
+func TestUnsupportedRates(t *testing.T) {
+	for _, rate := range []int{999, 192002, 48001, 96002} {
+		_, _, err := transcodeAll(t, makeWAV(rate, 1, make([]int16, 100)))
+		if !errors.Is(err, ErrUnsupported) {
+			t.Errorf("%d Hz: err = %v, want ErrUnsupported", rate, err)
+		}
+	}
+	for _, rate := range []int{1000, 192000, 176400, 96000, 47999, 64000} {
+		if _, _, err := transcodeAll(t, makeWAV(rate, 1, make([]int16, 100))); err != nil {
+			t.Errorf("%d Hz: %v", rate, err)
 		}
 	}
 }

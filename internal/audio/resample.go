@@ -36,7 +36,7 @@ const (
 	stopAtten     = 65.0   // dB, polyphase stage
 	halfbandAtten = 75.0   // dB, half-band stages (what they leave folds into the passband)
 	minHalfband   = 22050  // lowest rate a half-band stage halves
-	maxPhases     = 1024   // table phases; more are rounded to the nearest
+	maxPhases     = 256    // table phases; between them, outputs are interpolated
 	inputChunk    = 1024   // input samples a stage buffers beyond its filter's length
 	minRead       = 256    // fewest samples a stage asks of its source at once
 )
@@ -129,27 +129,26 @@ func designBank(rate int) *filterBank {
 	taps += taps & 1 // even, so the centre falls on a sample with phase 0
 	b.taps = taps
 
-	// Prototype at phases × rate, centred at n = taps·phases/2.
+	// Prototype at phases × rate, centred at n = taps·phases/2: row ph
+	// holds its samples ph, ph+phases, … reversed.
 	p := b.phases
 	n := taps * p
 	centre := float64(n) / 2
 	fc := (pass + stop) / 2 / (float64(rate) * float64(p))
 	i0b := besselI0(beta)
-	proto := make([]float64, n)
-	for i := range proto {
-		proto[i] = windowedSinc(float64(i)-centre, fc, beta, centre+1, i0b)
-	}
 	b.coef = make([]float32, n)
+	row := make([]float64, taps)
 	for ph := range p {
-		row := b.coef[ph*taps : (ph+1)*taps]
 		// Normalise each phase to unity gain at DC, so a constant input
 		// gives a constant output whatever the phase.
 		var sum float64
-		for k := range taps {
-			sum += proto[ph+k*p]
+		for k := range row {
+			row[k] = windowedSinc(float64(ph+k*p)-centre, fc, beta, centre+1, i0b)
+			sum += row[k]
 		}
-		for k := range taps {
-			row[taps-1-k] = float32(proto[ph+k*p] / sum)
+		out := b.coef[ph*taps : (ph+1)*taps]
+		for k, v := range row {
+			out[taps-1-k] = float32(v / sum)
 		}
 	}
 	return b
@@ -347,6 +346,15 @@ type resampler struct {
 	srcErr  error // src's final error, returned after the last sample
 }
 
+// polyphaseRate is the rate the polyphase stage works at: rate halved
+// while it is even and at least minHalfband.
+func polyphaseRate(rate int) int {
+	for rate >= minHalfband && rate%2 == 0 {
+		rate /= 2
+	}
+	return rate
+}
+
 // countingReader counts the source's samples, which fix the output length.
 type countingReader struct {
 	src monoReader
@@ -364,7 +372,7 @@ func newResampler(src monoReader, rate int) *resampler {
 	r.counted = &countingReader{src: src}
 	var s monoReader = r.counted
 	stage := rate
-	for stage >= minHalfband && stage%2 == 0 {
+	for stage != polyphaseRate(rate) {
 		s = newHalfband(s, stage)
 		stage /= 2
 	}
@@ -428,20 +436,24 @@ func (r *resampler) read(dst []float32) (int, error) {
 			run = min(run, int(r.end-r.out))
 		}
 		for range run {
-			start := r.pos
-			var row []float32
 			if b.phases == b.l {
-				row = b.coef[r.phase*taps : (r.phase+1)*taps]
+				row := b.coef[r.phase*taps : (r.phase+1)*taps]
+				dst[n] = dot(row, r.buf[r.pos:r.pos+taps])
 			} else {
-				// Too many phases to tabulate: use the nearest one.
-				q := (r.phase*b.phases + b.l/2) / b.l
-				if q == b.phases {
-					q = 0
-					start++
+				// Too many phases to tabulate: interpolate between the two
+				// nearest (the one after the last is the first, a sample on).
+				x := r.phase * b.phases
+				q := x / b.l
+				f := float32(x%b.l) / float32(b.l)
+				y0 := dot(b.coef[q*taps:(q+1)*taps], r.buf[r.pos:r.pos+taps])
+				var y1 float32
+				if q+1 < b.phases {
+					y1 = dot(b.coef[(q+1)*taps:(q+2)*taps], r.buf[r.pos:r.pos+taps])
+				} else {
+					y1 = dot(b.coef[:taps], r.buf[r.pos+1:r.pos+1+taps])
 				}
-				row = b.coef[q*taps : (q+1)*taps]
+				dst[n] = y0 + f*(y1-y0)
 			}
-			dst[n] = dot(row, r.buf[start:start+taps])
 			n++
 			r.out++
 			r.pos += r.whole

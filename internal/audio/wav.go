@@ -117,8 +117,12 @@ func parseFmt(b []byte) (wavFormat, error) {
 	if f.channels < 1 || f.channels > maxWavChannels {
 		return f, fmt.Errorf("%w: wav: %d channels", ErrBadInput, f.channels)
 	}
-	if f.rate < 1000 || f.rate > 384000 {
-		return f, fmt.Errorf("%w: wav: sample rate %d Hz", ErrBadInput, f.rate)
+	if f.rate < 1000 || f.rate > 192000 {
+		return f, fmt.Errorf("%w: WAV at %d Hz; convert with: ffmpeg -i in.wav -ar 48000 out.wav", ErrUnsupported, f.rate)
+	}
+	if r := polyphaseRate(f.rate); r > 48000 {
+		// An odd rate this high would need a filter thousands of taps long.
+		return f, fmt.Errorf("%w: WAV at %d Hz; convert with: ffmpeg -i in.wav -ar 48000 out.wav", ErrUnsupported, f.rate)
 	}
 	switch {
 	case f.tag == wavePCM && f.bits == 16:

@@ -15,7 +15,6 @@
 package mp3
 
 import (
-	"errors"
 	"io"
 )
 
@@ -23,20 +22,6 @@ type source struct {
 	reader io.Reader
 	buf    []byte
 	pos    int64
-}
-
-func (s *source) Seek(position int64, whence int) (int64, error) {
-	seeker, ok := s.reader.(io.Seeker)
-	if !ok {
-		return 0, errors.New("mp3: source must be io.Seeker")
-	}
-	s.buf = nil
-	n, err := seeker.Seek(position, whence)
-	if err != nil {
-		return 0, err
-	}
-	s.pos = n
-	return n, nil
 }
 
 func (s *source) skipTags() error {
@@ -77,15 +62,6 @@ func (s *source) skipTags() error {
 		s.Unread(buf)
 	}
 
-	return nil
-}
-
-func (s *source) rewind() error {
-	if _, err := s.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	s.pos = 0
-	s.buf = nil
 	return nil
 }
 

@@ -26,8 +26,10 @@ func New(vec []byte) *Bits {
 	}
 }
 
-func Append(bits *Bits, buf []byte) *Bits {
-	return New(append(bits.vec, buf...))
+// Reset makes b read vec from its start.
+// callcast: lets a decoder reuse its Bits.
+func (b *Bits) Reset(vec []byte) {
+	*b = Bits{vec: vec}
 }
 
 func (b *Bits) Bit() int {

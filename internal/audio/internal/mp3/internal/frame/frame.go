@@ -38,6 +38,9 @@ func init() {
 	}
 }
 
+// Frame is the decoder's state: the frame being decoded and what carries
+// over to the next (overlap-add stores, synthesis vectors, reservoir).
+// callcast: one Frame is reused for a whole stream.
 type Frame struct {
 	header   frameheader.FrameHeader
 	sideInfo *sideinfo.SideInfo
@@ -46,31 +49,43 @@ type Frame struct {
 	mainDataBits *bits.Bits
 	store        [2][32][18]float32
 	v_vec        [2][1024]float32
+
+	sideInfoBuf sideinfo.SideInfo
+	mainDataBuf maindata.MainData
+	reservoir   maindata.Reservoir
+	scratch     [32]byte
 }
 
 type FullReader interface {
 	ReadFull([]byte) (int, error)
 }
 
-func readCRC(source FullReader) error {
-	buf := make([]byte, 2)
+func readCRC(source FullReader, buf []byte) error {
 	if n, err := source.ReadFull(buf); n < 2 {
 		if err == io.EOF {
-			return &consts.UnexpectedEOF{"readCRC"}
+			return &consts.UnexpectedEOF{At: "readCRC"}
 		}
 		return fmt.Errorf("mp3: error at readCRC: %v", err)
 	}
 	return nil
 }
 
-func Read(source FullReader, position int64, prev *Frame) (frame *Frame, startPosition int64, err error) {
-	h, pos, err := frameheader.Read(source, position)
+// Read reads the next frame into f (a new Frame when f is nil) and
+// returns it. After an error f must not be used again.
+// callcast: fills f in place instead of allocating a frame per frame.
+func Read(source FullReader, position int64, f *Frame) (frame *Frame, startPosition int64, err error) {
+	if f == nil {
+		f = &Frame{}
+		f.sideInfo = &f.sideInfoBuf
+		f.mainData = &f.mainDataBuf
+	}
+	h, pos, err := frameheader.Read(source, position, f.scratch[:])
 	if err != nil {
 		return nil, 0, err
 	}
 
 	if h.ProtectionBit() == 0 {
-		if err := readCRC(source); err != nil {
+		if err := readCRC(source, f.scratch[:2]); err != nil {
 			return nil, 0, err
 		}
 	}
@@ -79,41 +94,29 @@ func Read(source FullReader, position int64, prev *Frame) (frame *Frame, startPo
 		return nil, 0, fmt.Errorf("mp3: only layer3 (want %d; got %d) is supported", consts.Layer3, h.Layer())
 	}
 
-	si, err := sideinfo.Read(source, h)
-	if err != nil {
+	if err := sideinfo.Read(source, h, f.sideInfo, f.scratch[:]); err != nil {
 		return nil, 0, err
 	}
 
-	// If there's not enough main data in the bit reservoir,
-	// signal to calling function so that decoding isn't done!
 	// Get main data (scalefactors and Huffman coded frequency data)
-	var prevM *bits.Bits
-	if prev != nil {
-		prevM = prev.mainDataBits
-	}
-	md, mdb, err := maindata.Read(source, prevM, h, si)
+	mdb, err := maindata.Read(source, f.mainDataBits, h, f.sideInfo, f.mainData, &f.reservoir)
 	if err != nil {
 		return nil, 0, err
 	}
-	nf := &Frame{
-		header:       h,
-		sideInfo:     si,
-		mainData:     md,
-		mainDataBits: mdb,
-	}
-	if prev != nil {
-		nf.store = prev.store
-		nf.v_vec = prev.v_vec
-	}
-	return nf, pos, nil
+	f.header = h
+	f.mainDataBits = mdb
+	return f, pos, nil
 }
 
 func (f *Frame) SamplingFrequency() (int, error) {
 	return f.header.SamplingFrequencyValue()
 }
 
-func (f *Frame) Decode() []byte {
-	out := make([]byte, f.header.BytesPerFrame())
+// DecodeTo decodes the frame into out (at least 4608 bytes) and returns
+// how many bytes it wrote.
+// callcast: into the caller's buffer instead of a new one per frame.
+func (f *Frame) DecodeTo(out []byte) int {
+	out = out[:f.header.BytesPerFrame()]
 	nch := f.header.NumberOfChannels()
 	for gr := 0; gr < f.header.Granules(); gr++ {
 		for ch := 0; ch < nch; ch++ {
@@ -128,7 +131,7 @@ func (f *Frame) Decode() []byte {
 			f.subbandSynthesis(gr, ch, out[consts.SamplesPerGr*4*gr:])
 		}
 	}
-	return out
+	return len(out)
 }
 
 func (f *Frame) requantizeProcessLong(gr, ch, is_pos, sfb int) {
@@ -454,11 +457,8 @@ func (f *Frame) hybridSynthesis(gr int, ch int) {
 			bt = 0
 		}
 		// Do the inverse modified DCT and windowing
-		in := make([]float32, 18)
-		for i := range in {
-			in[i] = f.mainData.Is[gr][ch][sb*18+i]
-		}
-		rawout := imdct.Win(in, bt)
+		var rawout [36]float32
+		imdct.Win(&rawout, f.mainData.Is[gr][ch][sb*18:sb*18+18], bt)
 		// Overlapp add with stored vector into main_data vector
 		for i := 0; i < 18; i++ {
 			f.mainData.Is[gr][ch][sb*18+i] = rawout[i] + f.store[ch][sb][i]

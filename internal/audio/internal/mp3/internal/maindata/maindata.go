@@ -79,15 +79,20 @@ func initSlen() (nSlen2 [512]int) {
 	return
 }
 
-func Read(source FullReader, prev *bits.Bits, header frameheader.FrameHeader, sideInfo *sideinfo.SideInfo) (*MainData, *bits.Bits, error) {
+// Read reads a frame's main data into md, drawing on the bit reservoir
+// res; prev is what the previous frame left there (nil at the start).
+// callcast: md and res are the caller's, reused from frame to frame. A
+// frame whose main data starts before the reservoir does (at the start of
+// a stream, or after a gap) decodes to silence rather than garbage.
+func Read(source FullReader, prev *bits.Bits, header frameheader.FrameHeader, sideInfo *sideinfo.SideInfo, md *MainData, res *Reservoir) (*bits.Bits, error) {
 	nch := header.NumberOfChannels()
 	// Calculate header audio data size
 	framesize, err := header.FrameSize()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if framesize > 2000 {
-		return nil, nil, fmt.Errorf("mp3: framesize = %d", framesize)
+		return nil, fmt.Errorf("mp3: framesize = %d", framesize)
 	}
 	sideinfo_size := header.SideInfoSize()
 
@@ -101,23 +106,23 @@ func Read(source FullReader, prev *bits.Bits, header frameheader.FrameHeader, si
 	// two frames. main_data_begin indicates how many bytes from previous
 	// frames that should be used. This buffer is later accessed by the
 	// Bits function in the same way as the side info is.
-	m, err := read(source, prev, main_data_size, sideInfo.MainDataBegin)
+	m, skip, err := read(source, prev, main_data_size, sideInfo.MainDataBegin, res)
 	if err != nil {
-		// This could be due to not enough data in reservoir
-		return nil, nil, err
+		return nil, err
 	}
-
+	*md = MainData{}
+	if skip {
+		return m, nil
+	}
 	if header.LowSamplingFrequency() == 1 {
-		return getScaleFactorsMpeg2(m, header, sideInfo)
+		return getScaleFactorsMpeg2(m, header, sideInfo, md)
 	}
-	return getScaleFactorsMpeg1(nch, m, header, sideInfo)
+	return getScaleFactorsMpeg1(nch, m, header, sideInfo, md)
 }
 
-func getScaleFactorsMpeg2(m *bits.Bits, header frameheader.FrameHeader, sideInfo *sideinfo.SideInfo) (*MainData, *bits.Bits, error) {
+func getScaleFactorsMpeg2(m *bits.Bits, header frameheader.FrameHeader, sideInfo *sideinfo.SideInfo, md *MainData) (*bits.Bits, error) {
 
 	nch := header.NumberOfChannels()
-
-	md := &MainData{}
 
 	for ch := 0; ch < nch; ch++ {
 		part_2_start := m.BitPos()
@@ -133,7 +138,8 @@ func getScaleFactorsMpeg2(m *bits.Bits, header frameheader.FrameHeader, sideInfo
 			}
 		}
 
-		var scaleFactors []int
+		var sfBuf [64]int // callcast: at most 54 scalefactors; no allocation
+		scaleFactors := sfBuf[:0]
 		d := (slen >> 12) & 0x7
 
 		for i := 0; i < 4; i++ {
@@ -170,15 +176,14 @@ func getScaleFactorsMpeg2(m *bits.Bits, header frameheader.FrameHeader, sideInfo
 
 		// Read Huffman coded data. Skip stuffing bits.
 		if err := readHuffman(m, header, sideInfo, md, part_2_start, 0, ch); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	// The ancillary data is stored here,but we ignore it.
-	return md, m, nil
+	return m, nil
 }
 
-func getScaleFactorsMpeg1(nch int, m *bits.Bits, header frameheader.FrameHeader, sideInfo *sideinfo.SideInfo) (*MainData, *bits.Bits, error) {
-	md := &MainData{}
+func getScaleFactorsMpeg1(nch int, m *bits.Bits, header frameheader.FrameHeader, sideInfo *sideinfo.SideInfo, md *MainData) (*bits.Bits, error) {
 	for gr := 0; gr < 2; gr++ {
 		for ch := 0; ch < nch; ch++ {
 			part_2_start := m.BitPos()
@@ -261,45 +266,53 @@ func getScaleFactorsMpeg1(nch int, m *bits.Bits, header frameheader.FrameHeader,
 			}
 			// Read Huffman coded data. Skip stuffing bits.
 			if err := readHuffman(m, header, sideInfo, md, part_2_start, gr, ch); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 		}
 	}
 	// The ancillary data is stored here,but we ignore it.
-	return md, m, nil
+	return m, nil
 }
 
-func read(source FullReader, prev *bits.Bits, size int, offset int) (*bits.Bits, error) {
+// Reservoir is the bit reservoir: the main data of the last frame and of
+// the one being read, in two buffers used in turn, so that a frame's main
+// data is assembled from the previous one's tail without allocating.
+// callcast: replaces a new buffer per frame.
+type Reservoir struct {
+	buf  [2][4096]byte
+	bits [2]bits.Bits
+	cur  int
+}
+
+// read assembles the main data of a frame: offset bytes from the end of
+// prev, then size bytes from source. skip reports that the reservoir holds
+// fewer than offset bytes, so the frame cannot be decoded.
+func read(source FullReader, prev *bits.Bits, size int, offset int, res *Reservoir) (m *bits.Bits, skip bool, err error) {
 	if size > 1500 {
-		return nil, fmt.Errorf("mp3: size = %d", size)
+		return nil, false, fmt.Errorf("mp3: size = %d", size)
 	}
-	// Check that there's data available from previous frames if needed
-	if prev != nil && offset > prev.LenInBytes() {
-		// No, there is not, so we skip decoding this frame, but we have to
-		// read the main_data bits from the bitstream in case they are needed
-		// for decoding the next frame.
-		buf := make([]byte, size)
-		if n, err := source.ReadFull(buf); n < size {
-			if err == io.EOF {
-				return nil, &consts.UnexpectedEOF{"maindata.Read (1)"}
-			}
-			return nil, err
-		}
-		// TODO: Define a special error and enable to continue the next frame.
-		return bits.Append(prev, buf), nil
+	next := 1 - res.cur
+	dst := res.buf[next][:0]
+	switch {
+	case prev == nil:
+		skip = offset > 0
+	case offset > prev.LenInBytes():
+		// Keep what there is (the most a frame can reach back is 511
+		// bytes), and this frame's data after it, for the frames to come.
+		dst = append(dst, prev.Tail(min(prev.LenInBytes(), 2048))...)
+		skip = true
+	default:
+		dst = append(dst, prev.Tail(offset)...)
 	}
-	// Copy data from previous frames
-	vec := []byte{}
-	if prev != nil {
-		vec = prev.Tail(offset)
-	}
-	// Read the main_data from file
-	buf := make([]byte, size)
-	if n, err := source.ReadFull(buf); n < size {
+	n0 := len(dst)
+	dst = dst[:n0+size]
+	if n, err := source.ReadFull(dst[n0:]); n < size {
 		if err == io.EOF {
-			return nil, &consts.UnexpectedEOF{"maindata.Read (2)"}
+			return nil, false, &consts.UnexpectedEOF{At: "maindata.Read"}
 		}
-		return nil, err
+		return nil, false, err
 	}
-	return bits.New(append(vec, buf...)), nil
+	res.bits[next].Reset(dst)
+	res.cur = next
+	return &res.bits[next], skip, nil
 }

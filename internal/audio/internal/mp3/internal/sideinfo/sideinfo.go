@@ -62,14 +62,16 @@ var sideInfoBitsToRead = [2][4]int{
 	},
 }
 
-func Read(source FullReader, header frameheader.FrameHeader) (*SideInfo, error) {
+// Read reads the side information into si.
+// callcast: into the caller's SideInfo and scratch (at least 32 bytes).
+func Read(source FullReader, header frameheader.FrameHeader, si *SideInfo, scratch []byte) error {
 	nch := header.NumberOfChannels()
 	framesize, err := header.FrameSize()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if framesize > 2000 {
-		return nil, fmt.Errorf("mp3: framesize = %d\n", framesize)
+		return fmt.Errorf("mp3: framesize = %d\n", framesize)
 	}
 	sideinfo_size := header.SideInfoSize()
 
@@ -80,22 +82,23 @@ func Read(source FullReader, header frameheader.FrameHeader) (*SideInfo, error) 
 		main_data_size -= 2
 	}
 	// Read sideinfo from bitstream into buffer used by Bits()
-	buf := make([]byte, sideinfo_size)
+	buf := scratch[:sideinfo_size]
 	n, err := source.ReadFull(buf)
 	if n < sideinfo_size {
 		if err == io.EOF {
-			return nil, &consts.UnexpectedEOF{"sideinfo.Read"}
+			return &consts.UnexpectedEOF{At: "sideinfo.Read"}
 		}
-		return nil, fmt.Errorf("mp3: couldn't read sideinfo %d bytes: %v", sideinfo_size, err)
+		return fmt.Errorf("mp3: couldn't read sideinfo %d bytes: %v", sideinfo_size, err)
 	}
-	s := bits.New(buf)
+	var s bits.Bits
+	s.Reset(buf)
 
 	mpeg1Frame := header.LowSamplingFrequency() == 0
 	bitsToRead := sideInfoBitsToRead[header.LowSamplingFrequency()]
 
 	// Parse audio data
 	// Pointer to where we should start reading main data
-	si := &SideInfo{}
+	*si = SideInfo{}
 	si.MainDataBegin = s.Bits(bitsToRead[0])
 	// Get private bits. Not used for anything.
 	if header.Mode() == consts.ModeSingleChannel {
@@ -157,5 +160,5 @@ func Read(source FullReader, header frameheader.FrameHeader) (*SideInfo, error) 
 			si.Count1TableSelect[gr][ch] = s.Bits(1)
 		}
 	}
-	return si, nil
+	return nil
 }
