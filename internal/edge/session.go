@@ -1,7 +1,7 @@
 package edge
 
 import (
-	"encoding/base64"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,6 +48,9 @@ type session struct {
 	ctl       *controller
 	gotAudio  atomic.Bool
 }
+
+// mediaPrefix starts every media message Twilio sends.
+var mediaPrefix = []byte(`{"event":"media",`)
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
@@ -99,6 +102,11 @@ func (ss *session) readLoop() (string, error) {
 		mt, data, err := ss.conn.ReadMessage()
 		if err != nil {
 			return ss.readError(err)
+		}
+		// Caller audio, 50 messages a second, is not used: once the stream
+		// has started, skip decoding what is plainly a media message.
+		if ss.sid != "" && mt == websocket.TextMessage && bytes.HasPrefix(data, mediaPrefix) {
+			continue
 		}
 		if mt != websocket.TextMessage {
 			m.errors.WithLabelValues("binary_frame").Inc()
@@ -262,7 +270,7 @@ func (ss *session) relay(msg *nats.Msg) {
 	switch out.Event {
 	case twilio.EventMedia:
 		b = twilio.AppendMediaBase64(b, ss.sid, out.Media.Payload)
-		m.relayedBytes.Add(float64(base64.StdEncoding.DecodedLen(len(out.Media.Payload))))
+		m.relayedBytes.Add(float64(payloadLen(out.Media.Payload)))
 		if !ss.gotAudio.Swap(true) {
 			m.firstAudio.Observe(time.Since(ss.startedAt).Seconds())
 		}

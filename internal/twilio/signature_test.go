@@ -1,6 +1,8 @@
 package twilio
 
 import (
+	"encoding/base64"
+	"strings"
 	"testing"
 
 	"github.com/twilio/twilio-go/client"
@@ -27,4 +29,20 @@ func TestSignPublishedVector(t *testing.T) {
 	if v.Validate(url, params, Sign("54321", url, params)) {
 		t.Fatal("a signature made with another token validates")
 	}
+}
+
+// FuzzCheckPayload: CheckPayload accepts exactly the non-empty strings
+// that decode as padded standard base64 (without the line breaks Go's
+// decoder skips).
+func FuzzCheckPayload(f *testing.F) {
+	for _, s := range []string{"", "AA==", "AAA=", "AAAA", "A===", "=AAA", "AA=A", "-_8=", "//7+", "AB=="} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		_, err := base64.StdEncoding.DecodeString(s)
+		want := s != "" && err == nil && !strings.ContainsAny(s, "\r\n")
+		if got := CheckPayload(s) == nil; got != want {
+			t.Fatalf("CheckPayload(%q) ok=%v, base64 decodes=%v", s, got, want)
+		}
+	})
 }
