@@ -22,11 +22,23 @@ func onset(b []byte) int {
 	return -1
 }
 
+// offset is the index of the last sample louder than -24 dBFS.
+func offset(b []byte) int {
+	for i := len(b) - 1; i >= 0; i-- {
+		if v := DecodeMulaw(b[i]); v > 2000 || v < -2000 {
+			return i
+		}
+	}
+	return -1
+}
+
 // The onset fixtures are 0.25 s of silence, 0.5 s of 1 kHz at -6 dBFS and
-// 0.25 s of silence: 8000 samples out, the tone's first loud sample at 2001.
+// 0.25 s of silence: 8000 samples out, the tone's first loud sample at 2001
+// and its last at 5999.
 const (
 	onsetLen = 8000
 	onsetAt  = 2001
+	onsetOff = 5999
 )
 
 func TestFixtures(t *testing.T) {
@@ -88,7 +100,47 @@ func TestFixtures(t *testing.T) {
 					t.Errorf("first sound at sample %d, want %d", on, tt.wantOn)
 				}
 			}
+			if tt.wantOn == onsetAt && tt.wantErr == nil {
+				// The tone ends at 0.75 s; the rest is the clip's own
+				// silence, so queued clips keep their timing.
+				if off := offset(out); off < onsetOff-2 || off > onsetOff+2 {
+					t.Errorf("last sound at sample %d, want %d", off, onsetOff)
+				}
+			}
 		})
+	}
+}
+
+// TestVBRIFrame turns the Info frame of a LAME file into a Fraunhofer
+// VBRI frame: it is not played either, and its frame count gives the
+// duration, less LAME's usual delay (none is recorded), which is trimmed.
+func TestVBRIFrame(t *testing.T) {
+	data := bytes.Clone(fixture(t, "onset-32k-mono-cbr.mp3"))
+	h, ok := parseHeader(data)
+	if !ok || h.version != mpeg1 {
+		t.Fatal("fixture does not start with an MPEG-1 frame")
+	}
+	tag := parseVBRTag(data[:h.size], h)
+	frame := data[4:h.size]
+	clear(frame)
+	vbri := frame[32:]
+	copy(vbri, "VBRI\x00\x01\x00\x00\x00\x50")
+	vbri[14], vbri[15], vbri[16], vbri[17] = byte(tag.frames>>24), byte(tag.frames>>16), byte(tag.frames>>8), byte(tag.frames)
+	out, info, err := transcodeAll(t, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := time.Duration(tag.frames*1152-lameDelay-decoderDelay) * time.Second / 32000
+	if info.Duration != want {
+		t.Errorf("Duration %v, want %v", info.Duration, want)
+	}
+	// The first frame after the tag starts the audio; the end padding is
+	// played (the tag does not record it).
+	if on := onset(out); on < onsetAt-2 || on > onsetAt+2 {
+		t.Errorf("first sound at %d, want %d", on, onsetAt)
+	}
+	if d := len(out) - onsetLen; d < 0 || d > 1152*SampleRate/32000 {
+		t.Errorf("%d samples, want %d and up to a frame more", len(out), onsetLen)
 	}
 }
 

@@ -32,6 +32,7 @@ type mp3Reader struct {
 	spf   int
 	err   error
 	total int64 // samples delivered
+	flush bool  // delivering silence up to the recorded length
 }
 
 func parseMP3(br *bufio.Reader) (*mp3Reader, Info, error) {
@@ -61,24 +62,25 @@ func parseMP3(br *bufio.Reader) (*mp3Reader, Info, error) {
 		fr.off = len(fr.buf)
 		fr.frames = 0
 	}
+	if m.tag.lame {
+		m.skip = int64(m.tag.delay) + decoderDelay
+	} else {
+		// Nothing records the encoder delay: assume LAME's, by far the
+		// most common encoder (its tag is left out when the first frame
+		// is too small to hold it).
+		m.skip = lameDelay + decoderDelay
+	}
 	if m.tag.frames > 0 {
 		total := m.tag.frames * int64(h.samples)
 		if m.tag.lame {
-			m.skip = int64(m.tag.delay) + decoderDelay
 			total -= int64(m.tag.delay + m.tag.padding)
+		} else {
+			total -= m.skip // the end padding is unknown and stays
 		}
 		if total > 0 {
 			m.left = total
 			info.Duration = time.Duration(total * int64(time.Second) / int64(h.rate))
 		}
-	} else if m.tag.lame {
-		m.skip = int64(m.tag.delay) + decoderDelay
-	}
-	if !m.tag.lame {
-		// Nothing records the encoder delay: assume LAME's, by far the
-		// most common encoder (its tag is left out when the first frame
-		// is too small to hold it). The end padding is unknown and stays.
-		m.skip = lameDelay + decoderDelay
 	}
 	return m, info, nil
 }
@@ -93,6 +95,16 @@ func (m *mp3Reader) readMono(dst []float32) (n int, err error) {
 			m.err = err
 		}
 	}()
+	if m.flush {
+		k := int(min(int64(len(dst)), m.left))
+		clear(dst[:k])
+		m.left -= int64(k)
+		m.total += int64(k)
+		if m.left == 0 {
+			return k, io.EOF
+		}
+		return k, nil
+	}
 	if m.dec == nil {
 		dec, err := m.newDecoder()
 		if err != nil {
@@ -158,8 +170,15 @@ func (m *mp3Reader) end(err error) error {
 	if m.frames.truncated {
 		return fmt.Errorf("%w: mp3: input ends inside frame %d", ErrTruncated, m.frames.frames)
 	}
-	if m.left > 0 {
+	if m.left > 0 && m.frames.frames < m.tag.frames {
 		return fmt.Errorf("%w: mp3: %d of %d frames present", ErrTruncated, m.frames.frames, m.tag.frames)
+	}
+	if m.left > 0 && m.left <= decoderDelay {
+		// Every frame is here, but the encoder padded less than the
+		// decoder delay: the last samples never come out of the filter
+		// bank. Fill the recorded length with silence.
+		m.flush = true
+		return nil
 	}
 	return io.EOF
 }
