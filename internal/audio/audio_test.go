@@ -478,3 +478,30 @@ func equalInts(a, b []int) bool {
 	}
 	return true
 }
+
+// TestShortEndPadding lowers the end padding a LAME tag records below the
+// decoder delay: the file is complete, so its recorded length comes out,
+// the last samples as silence, and no truncation is reported.
+func TestShortEndPadding(t *testing.T) {
+	data := bytes.Clone(fixture(t, "onset-32k-mono-cbr.mp3"))
+	i := bytes.Index(data[:300], []byte("LAME"))
+	if i < 0 {
+		t.Fatal("no LAME tag")
+	}
+	v := uint32(data[i+21])<<16 | uint32(data[i+22])<<8 | uint32(data[i+23])
+	delay, padding := v>>12, v&0xFFF
+	const newPadding = 100
+	v = delay<<12 | newPadding
+	data[i+21], data[i+22], data[i+23] = byte(v>>16), byte(v>>8), byte(v)
+	out, info, err := transcodeAll(t, data)
+	if err != nil {
+		t.Fatalf("err = %v, want none", err)
+	}
+	wantDur := time.Second + time.Duration(padding-newPadding)*time.Second/32000
+	if d := info.Duration - wantDur; d < -time.Microsecond || d > time.Microsecond {
+		t.Errorf("Duration %v, want %v", info.Duration, wantDur)
+	}
+	if got := time.Duration(len(out)) * time.Second / SampleRate; got-info.Duration > time.Millisecond || info.Duration-got > time.Millisecond {
+		t.Errorf("%v out, want %v", got, info.Duration)
+	}
+}
