@@ -10,11 +10,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net"
 	"net/url"
@@ -24,6 +26,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,6 +36,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
+
+	"github.com/callcast/callcast/internal/bus"
+	"github.com/callcast/callcast/internal/callsim"
+	"github.com/callcast/callcast/internal/edge"
+	"github.com/callcast/callcast/internal/worker"
 )
 
 const authConf = "deploy/nats/auth.conf"
@@ -500,19 +508,21 @@ func TestComposeAuth(t *testing.T) {
 // The subjects each NATS user may use: the README's Security section.
 var (
 	workerBuckets = []string{"callcast-audio", "callcast-cache"}
+	workerService = []string{"$SRV.PING", "$SRV.INFO", "$SRV.STATS", "$SRV.*.callcast-worker", "$SRV.*.callcast-worker.*"}
 	authPublish   = map[string][]string{
-		"edge": {"callcast.stream.started", "callcast.stream.*.events"},
-		"worker": append([]string{"callcast.stream.*.out", "callcast.stream.*.events"},
+		"edge": {"callcast.stream.started", "callcast.stream.*.events", "callcast.render"},
+		"worker": append([]string{"callcast.stream.*.out", "callcast.stream.*.events", "callcast.stream.*.play"},
 			objectStoreSubjects(workerBuckets...)...),
-		"producer": {"callcast.play", "callcast.stream.*.out",
-			"$SRV.*", "$SRV.*.callcast-worker", "$SRV.*.callcast-worker.*"},
+		"producer": append([]string{"callcast.play", "callcast.stream.*.out"}, workerService...),
 	}
 	authSubscribe = map[string][]string{
-		"edge": {"callcast.stream.*.out", "_INBOX.>"},
-		"worker": {"callcast.stream.started callcast-workers", "callcast.play callcast-workers",
-			"callcast.stream.*.events", "$SRV.>", "_INBOX.>"},
+		"edge": {"callcast.stream.*.out", "callcast.stream.*.play", "_INBOX.>"},
+		"worker": append([]string{"callcast.stream.started callcast-workers", "callcast.play callcast-workers",
+			"callcast.render callcast-workers", "callcast.stream.*.events", "_INBOX.>"}, workerService...),
 		"producer": {"callcast.stream.*.events", "_INBOX.>"},
 	}
+	// authResponds are the users that answer requests: allow_responses.
+	authResponds = map[string]bool{"edge": true, "worker": true}
 )
 
 // objectStoreSubjects are the subjects a JetStream Object Store client
@@ -562,12 +572,9 @@ func TestComposeNATSAuthConf(t *testing.T) {
 	if got := slices.Collect(maps.Keys(byName)); !sameSet(got, []string{"edge", "worker", "producer"}) {
 		t.Fatalf("users = %v, want edge, worker, producer", got)
 	}
-	for _, tc := range []struct {
-		user, env string
-		responses bool
-	}{
+	for _, tc := range []struct{ user, env string }{
 		{user: "edge", env: "NATS_EDGE_PASSWORD"},
-		{user: "worker", env: "NATS_WORKER_PASSWORD", responses: true},
+		{user: "worker", env: "NATS_WORKER_PASSWORD"},
 		{user: "producer", env: "NATS_PRODUCER_PASSWORD"},
 	} {
 		t.Run(tc.user, func(t *testing.T) {
@@ -585,8 +592,10 @@ func TestComposeNATSAuthConf(t *testing.T) {
 			if got := perm.Subscribe.Allow; !sameSet(got, authSubscribe[tc.user]) {
 				t.Errorf("subscribe allow:\n got %q\nwant %q", got, authSubscribe[tc.user])
 			}
-			if tc.responses != (perm.Response != nil) {
-				t.Errorf("allow_responses = %+v, want %v", perm.Response, tc.responses)
+			if want := authResponds[tc.user]; want != (perm.Response != nil) {
+				t.Errorf("allow_responses = %+v, want %v", perm.Response, want)
+			} else if want && (perm.Response.MaxMsgs != 1 || perm.Response.Expires > 2*time.Minute) {
+				t.Errorf("allow_responses = %+v, want one reply per request, within two minutes", perm.Response)
 			}
 		})
 	}
@@ -710,32 +719,18 @@ func receive(t *testing.T, ch <-chan *nats.Msg, what string) *nats.Msg {
 func TestComposeNATSAuthPermissions(t *testing.T) {
 	ns := runAuthNATS(t)
 	edge := connectAs(t, ns, "edge")
-	worker := connectAs(t, ns, "worker")
 	producer := connectAs(t, ns, "producer")
 
-	// The worker serves as internal/worker does: a micro service whose
-	// endpoints take stream starts and play requests in the queue group.
-	starts := make(chan *nats.Msg, 1)
-	svc, err := micro.AddService(worker, micro.Config{
-		Name: "callcast-worker", Version: "0.0.1", QueueGroup: "callcast-workers",
-	})
-	if err != nil {
-		t.Fatal(err)
+	// Two workers, as with --scale worker=2: each its own connection and
+	// its own instance of the callcast-worker service (see serveWorker).
+	starts := make(chan *nats.Msg, 2)
+	renders := make(chan string, 16)
+	workers := map[string]*nats.Conn{}
+	for _, name := range []string{"worker-1", "worker-2"} {
+		workers[name] = connectAs(t, ns, "worker")
+		serveWorker(t, workers[name], name, starts, renders)
 	}
-	t.Cleanup(func() { _ = svc.Stop() })
-	if err := svc.AddEndpoint("stream-started", micro.HandlerFunc(func(r micro.Request) {
-		starts <- &nats.Msg{Subject: r.Subject(), Data: r.Data()}
-	}), micro.WithEndpointSubject("callcast.stream.started")); err != nil {
-		t.Fatal(err)
-	}
-	if err := svc.AddEndpoint("play", micro.HandlerFunc(func(r micro.Request) {
-		_ = r.Respond(append([]byte("playing "), r.Data()...))
-	}), micro.WithEndpointSubject("callcast.play")); err != nil {
-		t.Fatal(err)
-	}
-	if err := worker.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	worker := workers["worker-1"]
 
 	sub := func(t *testing.T, nc *nats.Conn, subject string) <-chan *nats.Msg {
 		t.Helper()
@@ -769,8 +764,14 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 		}},
 		{"worker and producer send to the edge", func(t *testing.T) {
 			out := sub(t, edge, "callcast.stream.*.out")
-			pub(t, worker, "callcast.stream.MZ1.out", "media")
-			receive(t, out, "worker media")
+			frame := &nats.Msg{Subject: "callcast.stream.MZ1.out", Header: nats.Header{}, Data: []byte("media")}
+			frame.Header.Set("Callcast-Playback", "p1/0")
+			if err := worker.PublishMsg(frame); err != nil {
+				t.Fatal(err)
+			}
+			if m := receive(t, out, "worker media"); m.Header.Get("Callcast-Playback") != "p1/0" {
+				t.Errorf("worker frame headers %v, want Callcast-Playback: p1/0", m.Header)
+			}
 			pub(t, producer, "callcast.stream.MZ1.out", "clear")
 			receive(t, out, "producer clear")
 		}},
@@ -784,13 +785,78 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 			receive(t, wev, "worker: own event")
 			receive(t, pev, "producer: worker event")
 		}},
-		{"producer asks a worker to play", func(t *testing.T) {
-			m, err := producer.Request("callcast.play", []byte("sample.mp3"), 5*time.Second)
+		{"producer asks a worker to play, which queues it on the edge", func(t *testing.T) {
+			// The edge holding MZ1 takes its playbacks, with no queue group.
+			s, err := edge.Subscribe("callcast.stream.MZ1.play", func(m *nats.Msg) {
+				_ = m.Respond(append([]byte("queued "), m.Data...))
+			})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if string(m.Data) != "playing sample.mp3" {
-				t.Errorf("reply %q", m.Data)
+			t.Cleanup(func() { _ = s.Unsubscribe() })
+			if err := edge.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			m, err := producer.Request("callcast.play", []byte("MZ1"), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(m.Data) != "queued MZ1" || m.Header.Get(micro.ErrorCodeHeader) != "" {
+				t.Errorf("reply %q %v, want the edge's %q", m.Data, m.Header, "queued MZ1")
+			}
+		}},
+		{"worker learns no edge holds a stream", func(t *testing.T) {
+			// No responders, at once: the request itself was allowed (a
+			// refused one would time out).
+			_, err := worker.Request("callcast.stream.MZ9.play", []byte("MZ9"), 5*time.Second)
+			if !errors.Is(err, nats.ErrNoResponders) {
+				t.Errorf("err = %v, want no responders", err)
+			}
+			m, err := producer.Request("callcast.play", []byte("MZ9"), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if code := m.Header.Get(micro.ErrorCodeHeader); code != "404" {
+				t.Errorf("reply %q %v, want error 404", m.Data, m.Header)
+			}
+		}},
+		{"edge hands playbacks to one worker of the queue group", func(t *testing.T) {
+			out := sub(t, edge, "callcast.stream.MZ2.out")
+			const n = 6
+			for i := range n {
+				m, err := edge.Request("callcast.render", []byte("MZ2"), 5*time.Second)
+				if err != nil {
+					t.Fatalf("render %d: %v", i, err)
+				}
+				by := string(m.Data)
+				if workers[by] == nil {
+					t.Fatalf("render %d: reply %q, want a worker's name", i, by)
+				}
+				select {
+				case got := <-renders:
+					if got != by {
+						t.Errorf("render %d taken by %s, answered by %s", i, got, by)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatalf("render %d answered by %s, taken by none", i, by)
+				}
+				if f := receive(t, out, "rendered audio"); f.Header.Get("Callcast-Playback") != by {
+					t.Errorf("render %d: frame from %q, want %q", i, f.Header.Get("Callcast-Playback"), by)
+				}
+			}
+			// Each was taken once: nothing more arrives once every worker
+			// has caught up with the server.
+			for _, nc := range workers {
+				if err := nc.Flush(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			select {
+			case by := <-renders:
+				t.Errorf("a render was taken twice (again by %s)", by)
+			case f := <-out:
+				t.Errorf("extra frame %v", f.Header)
+			default:
 			}
 		}},
 		{"producer discovers workers", func(t *testing.T) {
@@ -800,7 +866,22 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 			}
 			var ping micro.Ping
 			if err := json.Unmarshal(m.Data, &ping); err != nil || ping.Name != "callcast-worker" {
-				t.Errorf("ping reply %s (%v)", m.Data, err)
+				t.Fatalf("ping reply %s (%v)", m.Data, err)
+			}
+			// Every verb, of all services, of callcast-worker and of the
+			// instance that answered.
+			for _, verb := range []string{"PING", "INFO", "STATS"} {
+				for _, subject := range []string{"$SRV." + verb, "$SRV." + verb + ".callcast-worker", "$SRV." + verb + ".callcast-worker." + ping.ID} {
+					m, err := producer.Request(subject, nil, 5*time.Second)
+					if err != nil {
+						t.Errorf("%s: %v", subject, err)
+						continue
+					}
+					var reply struct{ Name, ID string }
+					if err := json.Unmarshal(m.Data, &reply); err != nil || reply.Name != "callcast-worker" {
+						t.Errorf("%s: reply %s (%v)", subject, m.Data, err)
+					}
+				}
 			}
 		}},
 		{"worker uses the object store (nats.JetStreamContext)", func(t *testing.T) {
@@ -825,7 +906,9 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 	for _, tc := range allowed {
 		t.Run("allows/"+tc.name, func(t *testing.T) {
 			tc.run(t)
-			for name, nc := range map[string]*nats.Conn{"edge": edge, "worker": worker, "producer": producer} {
+			conns := map[string]*nats.Conn{"edge": edge, "producer": producer}
+			maps.Copy(conns, workers)
+			for name, nc := range conns {
 				if err := nc.LastError(); err != nil {
 					t.Errorf("%s: %v", name, err)
 				}
@@ -840,15 +923,26 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 	}{
 		{"edge", "play requests", publish("callcast.play")},
 		{"edge", "sending audio", publish("callcast.stream.MZ1.out")},
+		{"edge", "queueing playbacks as a worker", publish("callcast.stream.MZ1.play")},
 		{"edge", "taking stream starts", queueSubscribe("callcast.stream.started", "callcast-workers")},
+		{"edge", "taking render requests", queueSubscribe("callcast.render", "callcast-workers")},
 		{"edge", "reading events", subscribe("callcast.stream.MZ1.events")},
+		{"edge", "replies nobody asked for", publish("_INBOX.abc")},
+		{"edge", "service discovery", publish("$SRV.PING")},
 		{"edge", "JetStream", publish("$JS.API.INFO")},
 		{"worker", "starting streams", publish("callcast.stream.started")},
 		{"worker", "play requests", publish("callcast.play")},
+		{"worker", "render requests", publish("callcast.render")},
 		{"worker", "starts outside the queue group", subscribe("callcast.stream.started")},
 		{"worker", "starts in another queue group", queueSubscribe("callcast.stream.started", "other")},
 		{"worker", "plays outside the queue group", subscribe("callcast.play")},
+		{"worker", "renders outside the queue group", subscribe("callcast.render")},
+		{"worker", "renders in another queue group", queueSubscribe("callcast.render", "other")},
+		{"worker", "taking playbacks queued on an edge", subscribe("callcast.stream.*.play")},
 		{"worker", "reading audio sent to edges", subscribe("callcast.stream.*.out")},
+		{"worker", "every service's discovery", subscribe("$SRV.>")},
+		{"worker", "another service's discovery", subscribe("$SRV.PING.other")},
+		{"worker", "unknown discovery verbs", subscribe("$SRV.*")},
 		{"worker", "replies nobody asked for", publish("_INBOX.abc")},
 		{"worker", "deleting a bucket", publish("$JS.API.STREAM.DELETE.OBJ_callcast-audio")},
 		{"worker", "other buckets", publish("$JS.API.STREAM.CREATE.OBJ_other")},
@@ -857,9 +951,16 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 		{"worker", "listing streams", publish("$JS.API.STREAM.LIST")},
 		{"producer", "starting streams", publish("callcast.stream.started")},
 		{"producer", "forging events", publish("callcast.stream.MZ1.events")},
-		{"producer", "listening to calls", subscribe("callcast.stream.MZ1.out")},
+		{"producer", "listening to a call", subscribe("callcast.stream.MZ1.out")},
+		{"producer", "listening to every call", subscribe("callcast.stream.*.out")},
+		{"producer", "render requests", publish("callcast.render")},
+		{"producer", "queueing on an edge past the workers", publish("callcast.stream.MZ1.play")},
+		{"producer", "taking playbacks queued on an edge", subscribe("callcast.stream.*.play")},
 		{"producer", "taking play requests", queueSubscribe("callcast.play", "callcast-workers")},
+		{"producer", "taking render requests", queueSubscribe("callcast.render", "callcast-workers")},
 		{"producer", "taking stream starts", queueSubscribe("callcast.stream.started", "callcast-workers")},
+		{"producer", "replies nobody asked for", publish("_INBOX.abc")},
+		{"producer", "another service's discovery", publish("$SRV.PING.other")},
 		{"producer", "JetStream", publish("$JS.API.STREAM.CREATE.OBJ_callcast-audio")},
 		{"producer", "the audio bucket", publish("$O.callcast-audio.C.x")},
 	}
@@ -875,6 +976,58 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 			// The server answers the violation before the flush's PONG.
 			if err := nc.LastError(); !errors.Is(err, nats.ErrPermissionViolation) {
 				t.Errorf("last error = %v, want a permissions violation", err)
+			}
+		})
+	}
+
+	// allow_responses is one reply per request: a second is refused. Each
+	// case has a server of its own, where no other worker takes the request.
+	for _, tc := range []struct{ requester, responder, subject, queue string }{
+		{"worker", "edge", "callcast.stream.MZ3.play", ""},
+		{"edge", "worker", "callcast.render", "callcast-workers"},
+	} {
+		t.Run("denies/"+tc.responder+" a second reply to one request", func(t *testing.T) {
+			ns := runAuthNATS(t)
+			req, resp := connectAs(t, ns, tc.requester), connectAs(t, ns, tc.responder)
+			s, err := resp.QueueSubscribeSync(tc.subject, tc.queue)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := resp.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			inbox := nats.NewInbox()
+			replies, err := req.SubscribeSync(inbox)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := req.PublishRequest(tc.subject, inbox, []byte("MZ3")); err != nil {
+				t.Fatal(err)
+			}
+			m, err := s.NextMsg(5 * time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := m.Respond([]byte("first")); err != nil {
+				t.Fatal(err)
+			}
+			if err := resp.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if err := resp.LastError(); err != nil {
+				t.Fatalf("first reply: %v", err)
+			}
+			if r, err := replies.NextMsg(5 * time.Second); err != nil || string(r.Data) != "first" {
+				t.Fatalf("first reply: %v %v", r, err)
+			}
+			if err := m.Respond([]byte("second")); err != nil {
+				t.Fatal(err)
+			}
+			if err := resp.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if err := resp.LastError(); !errors.Is(err, nats.ErrPermissionViolation) {
+				t.Errorf("second reply: last error = %v, want a permissions violation", err)
 			}
 		})
 	}
@@ -898,6 +1051,326 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 				t.Errorf("err = %v, want an authorization violation", err)
 			}
 		})
+	}
+}
+
+// TestComposeNATSAuthProduct runs an edge and two workers as the containers
+// of docker-compose.auth.yml do (edge.Run and worker.Run, logged in as
+// auth.conf's users edge and worker), places a call with the Twilio
+// stand-in and plays into it as user producer. Every subject the code uses
+// must be allowed: a refused one shows as a permissions violation in the
+// logs, or as a playback that never finishes.
+func TestComposeNATSAuthProduct(t *testing.T) {
+	ns := runAuthNATS(t)
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("logs:\n%s", logs)
+		}
+	})
+	audioDir := t.TempDir()
+	writeMulawWAV(t, filepath.Join(audioDir, "tone.wav"), 2*time.Second)
+	natsAs := func(user string) bus.ConnOptions {
+		return bus.ConnOptions{URL: ns.ClientURL(), User: user, Password: authPasswords[user]}
+	}
+
+	// run runs a process's Run until the test ends; it returns once the
+	// process is serving.
+	run := func(name string, f func(ctx context.Context, ready func(net.Addr)) error) {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		ready, done := make(chan struct{}), make(chan error, 1)
+		go func() { done <- f(ctx, func(net.Addr) { close(ready) }) }()
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		})
+		select {
+		case <-ready:
+		case err := <-done:
+			t.Fatalf("%s: %v", name, err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: not serving", name)
+		}
+	}
+	for i := range 2 {
+		id := fmt.Sprintf("worker-%d", i+1)
+		run(id, func(ctx context.Context, ready func(net.Addr)) error {
+			return worker.Run(ctx, worker.RunOptions{
+				NATS:   natsAs("worker"),
+				Worker: worker.Config{AudioDir: audioDir, DefaultAudio: "tone.wav", ID: id},
+				Ready:  ready, DrainTimeout: 5 * time.Second, Logger: log.With("process", id),
+			})
+		})
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run("edge", func(ctx context.Context, ready func(net.Addr)) error {
+		return edge.Run(ctx, edge.Options{
+			Listener: ln, NATS: natsAs("edge"), Edge: edge.Config{ID: "edge-1"},
+			Ready: ready, DrainTimeout: 5 * time.Second, Logger: log.With("process", "edge"),
+		})
+	})
+	wsURL := "ws://" + ln.Addr().String() + edge.PathMediaStream
+
+	producer := connectAs(t, ns, "producer")
+	const sid = "MZ00000000000000000000000000auth01"
+	events := make(chan *nats.Msg, 1024)
+	evSub, err := producer.ChanSubscribe(bus.StreamEvents("*"), events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = evSub.Unsubscribe() })
+	if err := producer.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// waitEvent returns the next event of kind on stream sid (for playback
+	// id, if set).
+	waitEvent := func(t *testing.T, sid, kind, id string) bus.Event {
+		t.Helper()
+		deadline := time.After(30 * time.Second)
+		var seen []string
+		for {
+			select {
+			case m := <-events:
+				ev, err := bus.DecodeEvent(m.Data)
+				if err != nil {
+					t.Fatalf("event %s: %v", m.Data, err)
+				}
+				if ev.StreamSid != sid {
+					continue
+				}
+				seen = append(seen, ev.Event)
+				if ev.Event == kind && (id == "" || ev.Playback != nil && ev.Playback.ID == id) {
+					return *ev
+				}
+				if ev.Event == bus.EventPlaybackFailed {
+					t.Fatalf("waiting for %s: playback failed: %+v", kind, ev.Error)
+				}
+			case <-deadline:
+				t.Fatalf("no %s event (playback %q); saw %v", kind, id, seen)
+			}
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	call, err := callsim.Dial(ctx, callsim.Config{
+		URL: wsURL, StreamSid: sid, Parameters: map[string]string{"audio": "tone.wav"}, Speed: 4,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = call.Close() })
+
+	steps := []struct {
+		name string
+		run  func(t *testing.T)
+	}{
+		{"the call's own audio starts", func(t *testing.T) {
+			// edge → callcast.stream.started → worker → .play → edge →
+			// callcast.render → worker → .out with headers → edge → Twilio.
+			waitEvent(t, sid, bus.EventPlaybackStarted, "")
+		}},
+		{"a producer's playback interrupts it and plays out", func(t *testing.T) {
+			// producer → callcast.play → worker → .play → edge, which
+			// interrupts, clears and renders; Twilio's marks come back as
+			// events that the worker paces by and the producer follows.
+			m, err := producer.Request(bus.SubjectPlay, []byte(`{"streamSid":"`+sid+`","audio":"tone.wav","mode":"interrupt"}`), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			reply, err := bus.DecodePlayReply(m.Data)
+			if err != nil || reply.Error != nil || reply.PlaybackID == "" {
+				t.Fatalf("play reply %s (%v)", m.Data, err)
+			}
+			waitEvent(t, sid, bus.EventPlaybackFinished, reply.PlaybackID)
+		}},
+		{"a producer clears the call", func(t *testing.T) {
+			if err := producer.Publish(bus.StreamOut(sid), []byte(`{"event":"clear"}`)); err != nil {
+				t.Fatal(err)
+			}
+			waitEvent(t, sid, bus.EventClear, "")
+		}},
+		{"a play request for no live call is refused at once", func(t *testing.T) {
+			// The worker's request to the stream's .play subject finds no
+			// edge; a refused publish would time out instead.
+			m, err := producer.Request(bus.SubjectPlay, []byte(`{"streamSid":"MZnone","audio":"tone.wav"}`), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if reply, err := bus.DecodePlayReply(m.Data); err != nil || reply.Error == nil || reply.Error.Code != bus.CodeUnknownStream {
+				t.Errorf("play reply %s (%v), want %s", m.Data, err, bus.CodeUnknownStream)
+			}
+		}},
+		{"a producer finds both workers", func(t *testing.T) {
+			inbox := nats.NewInbox()
+			replies, err := producer.SubscribeSync(inbox)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer replies.Unsubscribe()
+			if err := producer.PublishRequest("$SRV.INFO."+worker.ServiceName, inbox, nil); err != nil {
+				t.Fatal(err)
+			}
+			ids := map[string]bool{}
+			for len(ids) < 2 {
+				m, err := replies.NextMsg(5 * time.Second)
+				if err != nil {
+					t.Fatalf("after %d replies: %v", len(ids), err)
+				}
+				var info micro.Info
+				if err := json.Unmarshal(m.Data, &info); err != nil || info.Name != worker.ServiceName {
+					t.Fatalf("info %s (%v)", m.Data, err)
+				}
+				ids[info.ID] = true
+			}
+		}},
+		{"a call naming missing audio is told so", func(t *testing.T) {
+			// The worker publishes the playback.failed event itself.
+			const sid = "MZ00000000000000000000000000auth02"
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			other, err := callsim.Dial(ctx, callsim.Config{
+				URL: wsURL, StreamSid: sid, Parameters: map[string]string{"audio": "missing.wav"},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer other.Close()
+			ev := waitEvent(t, sid, bus.EventPlaybackFailed, "")
+			if ev.Error == nil || ev.Error.Code != bus.CodeUnknownAudio {
+				t.Errorf("playback.failed error %+v, want %s", ev.Error, bus.CodeUnknownAudio)
+			}
+		}},
+		{"hanging up ends the stream", func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := call.Hangup(ctx); err != nil {
+				t.Fatal(err)
+			}
+			waitEvent(t, sid, bus.EventStop, "")
+		}},
+	}
+	for _, st := range steps {
+		if !t.Run(st.name, st.run) {
+			break
+		}
+	}
+
+	if err := producer.LastError(); err != nil {
+		t.Errorf("producer: %v", err)
+	}
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(strings.ToLower(l), "permissions violation") {
+			t.Errorf("logged: %s", l)
+		}
+	}
+	if errs := call.Errs(); len(errs) != 0 {
+		t.Errorf("Twilio protocol violations: %v", errs)
+	}
+}
+
+// writeMulawWAV writes d of a 1 kHz tone as a WAV file of G.711 μ-law
+// 8 kHz mono, which the workers play as it is.
+func writeMulawWAV(t *testing.T, path string, d time.Duration) {
+	t.Helper()
+	n := int(d / time.Millisecond * 8)
+	cycle := []byte{0xff, 0xa0, 0x90, 0xa0, 0x7f, 0x20, 0x10, 0x20} // one period, 8 samples
+	var b bytes.Buffer
+	le := func(v any) { _ = binary.Write(&b, binary.LittleEndian, v) }
+	b.WriteString("RIFF")
+	le(uint32(4 + 8 + 18 + 8 + n))
+	b.WriteString("WAVEfmt ")
+	le(uint32(18))
+	le(struct {
+		Tag, Channels      uint16
+		Rate, ByteRate     uint32
+		Align, Bits, Extra uint16
+	}{7, 1, 8000, 8000, 1, 8, 0})
+	b.WriteString("data")
+	le(uint32(n))
+	for i := range n {
+		b.WriteByte(cycle[i%len(cycle)])
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// serveWorker adds an instance of the callcast-worker micro service on nc,
+// its endpoints in the callcast-workers queue group as internal/worker's
+// are. Each takes a stream SID as data: stream-started sends the start to
+// starts; play queues the playback on the edge holding the stream
+// (callcast.stream.<sid>.play) and relays the edge's reply, or error 404 when
+// none holds it; render answers with name, sends name to renders, then sends
+// the audio to the edge with the Callcast-Playback header.
+func serveWorker(t *testing.T, nc *nats.Conn, name string, starts chan<- *nats.Msg, renders chan<- string) {
+	t.Helper()
+	svc, err := micro.AddService(nc, micro.Config{
+		Name: "callcast-worker", Version: "0.0.1", QueueGroup: "callcast-workers",
+		Metadata: map[string]string{"worker": name},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Stop() })
+	endpoints := []struct {
+		name, subject string
+		handler       micro.HandlerFunc
+	}{
+		{"stream-started", "callcast.stream.started", func(r micro.Request) {
+			starts <- &nats.Msg{Subject: r.Subject(), Data: r.Data()}
+		}},
+		{"play", "callcast.play", func(r micro.Request) {
+			m, err := nc.Request("callcast.stream."+string(r.Data())+".play", r.Data(), 5*time.Second)
+			switch {
+			case errors.Is(err, nats.ErrNoResponders):
+				_ = r.Error("404", "no edge holds the stream", nil)
+			case err != nil:
+				_ = r.Error("500", err.Error(), nil)
+			default:
+				_ = r.Respond(m.Data)
+			}
+		}},
+		{"render", "callcast.render", func(r micro.Request) {
+			_ = r.Respond([]byte(name))
+			renders <- name
+			frame := &nats.Msg{Subject: "callcast.stream." + string(r.Data()) + ".out", Header: nats.Header{}, Data: []byte("media")}
+			frame.Header.Set("Callcast-Playback", name)
+			_ = nc.PublishMsg(frame)
+		}},
+	}
+	for _, e := range endpoints {
+		if err := svc.AddEndpoint(e.name, e.handler, micro.WithEndpointSubject(e.subject)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
 	}
 }
 
