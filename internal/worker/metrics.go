@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callcast/callcast/internal/library"
 )
 
 type metrics struct {
@@ -41,6 +43,34 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// registerCacheMetrics exports the transcode cache's counters.
+func registerCacheMetrics(reg prometheus.Registerer, lib *library.Library) error {
+	counter := func(name, help string, labels prometheus.Labels, v func(library.Stats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels},
+			func() float64 { return float64(v(lib.Stats())) })
+	}
+	const hits = "callcast_worker_cache_hits_total"
+	const hitsHelp = "Audio opened or probed from the transcode cache, by tier: memory, or shared (the callcast-cache bucket)."
+	for _, c := range []prometheus.Collector{
+		counter(hits, hitsHelp, prometheus.Labels{"tier": "memory"}, func(s library.Stats) int64 { return s.MemoryHits }),
+		counter(hits, hitsHelp, prometheus.Labels{"tier": "shared"}, func(s library.Stats) int64 { return s.SharedHits }),
+		counter("callcast_worker_cache_misses_total", "Playbacks that transcoded their source.", nil,
+			func(s library.Stats) int64 { return s.Misses }),
+		counter("callcast_worker_cache_evictions_total", "Entries evicted from the memory cache to make room.", nil,
+			func(s library.Stats) int64 { return s.Evictions }),
+		counter("callcast_worker_cache_stored_total", "Transcodes completed cleanly and cached.", nil,
+			func(s library.Stats) int64 { return s.Stored }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "callcast_worker_cache_memory_bytes", Help: "μ-law held in the memory cache.",
+		}, func() float64 { return float64(lib.Stats().MemoryBytes) }),
+	} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // timedReader measures the time spent inside Read: the transcoding cost of

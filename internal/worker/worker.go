@@ -1,6 +1,8 @@
 // Package worker plays audio into live calls: it takes stream starts from the
-// bus (queue group callcast-workers), opens the requested file in the audio
-// directory, transcodes it to G.711 μ-law 8 kHz mono with package audio, and
+// bus (queue group callcast-workers), opens the requested audio by name with
+// package library (a file in the audio directory, else an object in the
+// JetStream Object Store), as G.711 μ-law 8 kHz mono transcoded once and then
+// served from a cache shared by all workers, and
 // publishes 20 ms media frames on the stream's out subject, paced by Twilio's
 // mark echoes so that only a short lead is ever buffered at Twilio.
 package worker
@@ -15,12 +17,14 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callcast/callcast/internal/audio"
 	"github.com/callcast/callcast/internal/bus"
+	"github.com/callcast/callcast/internal/library"
 )
 
 // NoDefaultAudio, as Config.DefaultAudio, plays nothing on calls that name
@@ -56,6 +60,15 @@ type Config struct {
 	MarkGrace time.Duration
 	// MaxFileSize refuses larger audio files. Default 100 MiB.
 	MaxFileSize int64
+	// JetStream plays audio from the Object Store bucket callcast-audio
+	// (names not found in AudioDir) and shares transcoded audio with every
+	// worker through the bucket callcast-cache. Without it, or when the
+	// server has no JetStream, the worker plays local files and caches in
+	// memory only. Run and the all-in-one edge set it.
+	JetStream bool
+	// CacheBytes bounds the memory cache of transcoded audio. Default
+	// 256 MiB; negative: none.
+	CacheBytes int64
 	// EchoTimeout stops a playback when Twilio has echoed none of its marks
 	// for this long while its audio waits to be heard: the call or its edge
 	// is gone without a stop. Default 5 s.
@@ -118,7 +131,7 @@ type Worker struct {
 	cfg Config
 	nc  *nats.Conn
 	log *slog.Logger
-	lib *library
+	lib *library.Library
 	svc micro.Service
 	m   *metrics
 
@@ -136,15 +149,28 @@ func New(nc *nats.Conn, cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: metrics: %w", err)
 	}
-	lib, err := openLibrary(cfg.AudioDir, cfg.MaxFileSize)
+	log := cfg.Logger.With("worker", cfg.ID)
+	lo := library.Options{Dir: cfg.AudioDir, MaxFileSize: cfg.MaxFileSize, MemoryBytes: cfg.CacheBytes, Logger: log}
+	if cfg.JetStream {
+		if lo.JS, err = jetstream.New(nc); err != nil {
+			return nil, fmt.Errorf("worker: jetstream: %w", err)
+		}
+	}
+	bindCtx, cancel := context.WithTimeout(context.Background(), cfg.RequestTimeout)
+	defer cancel()
+	lib, err := library.New(bindCtx, lo)
 	if err != nil {
 		return nil, err
+	}
+	if err := registerCacheMetrics(cfg.Registerer, lib); err != nil {
+		lib.Close()
+		return nil, fmt.Errorf("worker: metrics: %w", err)
 	}
 	ctx, kill := context.WithCancel(context.Background())
 	return &Worker{
 		cfg:   cfg,
 		nc:    nc,
-		log:   cfg.Logger.With("worker", cfg.ID),
+		log:   log,
 		lib:   lib,
 		m:     m,
 		slots: make(chan struct{}, cfg.Concurrency),
@@ -181,7 +207,8 @@ func (w *Worker) Start() error {
 		}
 	}
 	w.svc = svc
-	w.log.Info("worker started", "audio_dir", w.cfg.AudioDir, "default_audio", w.cfg.DefaultAudio, "concurrency", w.cfg.Concurrency)
+	w.log.Info("worker started", "audio_dir", w.cfg.AudioDir, "default_audio", w.cfg.DefaultAudio, "concurrency", w.cfg.Concurrency,
+		"object_store", w.lib.Shared(), "cache_bytes", w.cfg.CacheBytes)
 	return nil
 }
 
@@ -262,7 +289,9 @@ func (w *Worker) onPlay(req micro.Request) {
 // stream.
 func (w *Worker) enqueue(pr *bus.PlayRequest) bus.PlayReply {
 	id := nuid.Next()
-	info, err := w.probe(pr.Audio)
+	pctx, cancel := context.WithTimeout(w.ctx, w.cfg.RequestTimeout)
+	info, err := w.lib.Probe(pctx, pr.Audio)
+	cancel()
 	if err != nil {
 		reply := bus.PlayReply{Type: bus.TypePlayReply, PlaybackID: id, Error: errorBody(err, pr.Audio)}
 		return reply
@@ -290,23 +319,9 @@ func (w *Worker) enqueue(pr *bus.PlayRequest) bus.PlayReply {
 	return *reply
 }
 
-// probe opens name and reads its header, to refuse what cannot play before
-// it is queued.
-func (w *Worker) probe(name string) (audio.Info, error) {
-	f, err := w.lib.Open(name)
-	if err != nil {
-		return audio.Info{}, err
-	}
-	defer f.Close()
-	tr, err := audio.NewTranscoder(f, audio.Options{})
-	if err != nil {
-		return audio.Info{}, err
-	}
-	return tr.Info(), nil
-}
-
 // onRender serves callcast.render: take one playback for a stream and send
-// it, if there is room.
+// it, if there is room. Opening the audio may fetch it from the Object
+// Store, so it is done off the handler.
 func (w *Worker) onRender(req micro.Request) {
 	rr, err := bus.DecodeRenderRequest(req.Data())
 	if err != nil {
@@ -319,22 +334,31 @@ func (w *Worker) onRender(req micro.Request) {
 		w.respond(req, bus.ErrorReply(bus.CodeBusy, fmt.Sprintf("worker %s is at its %d playbacks", w.cfg.ID, w.cfg.Concurrency)))
 		return
 	}
+	w.goJob(func() {
+		defer func() { <-w.slots }()
+		w.render(req, rr)
+	})
+}
+
+// render opens a playback's audio, answers the render request and sends
+// the audio.
+func (w *Worker) render(req micro.Request, rr *bus.RenderRequest) {
 	log := w.log.With("stream_sid", rr.StreamSid, "call_sid", rr.CallSid, "audio", rr.Audio, "playback", rr.PlaybackID)
-	f, err := w.lib.Open(rr.Audio)
-	var tr *audio.Transcoder
-	if err == nil {
-		tr, err = audio.NewTranscoder(f, audio.Options{})
-	}
-	if err != nil {
-		<-w.slots
-		if f != nil {
-			f.Close()
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("panic in playback", "panic", r)
 		}
+	}()
+	ctx, cancel := context.WithTimeout(w.ctx, w.cfg.RequestTimeout)
+	src, err := w.lib.Open(ctx, rr.Audio)
+	cancel()
+	if err != nil {
 		log.Error("playback failed", "err", err)
 		w.respond(req, bus.PlayReply{Type: bus.TypePlayReply, PlaybackID: rr.PlaybackID, Error: errorBody(err, rr.Audio)})
 		return
 	}
-	w.respond(req, bus.PlayReply{Type: bus.TypePlayReply, PlaybackID: rr.PlaybackID, DurationMs: tr.Info().Duration.Milliseconds()})
+	defer src.Close()
+	w.respond(req, bus.PlayReply{Type: bus.TypePlayReply, PlaybackID: rr.PlaybackID, DurationMs: src.Info().Duration.Milliseconds()})
 	p := &playback{
 		nc:        w.nc,
 		log:       log,
@@ -342,7 +366,7 @@ func (w *Worker) onRender(req micro.Request) {
 		attempt:   rr.Attempt,
 		sid:       rr.StreamSid,
 		audio:     rr.Audio,
-		src:       tr,
+		src:       src,
 		offset:    rr.Offset,
 		ahead:     rr.Ahead,
 		lead:      int64(w.cfg.Lead / time.Millisecond * bytesPerMs),
@@ -355,39 +379,30 @@ func (w *Worker) onRender(req micro.Request) {
 	for _, a := range rr.Ahead {
 		p.backlog += max(0, a.End-a.Heard)
 	}
-	timed := &timedReader{r: tr}
+	timed := &timedReader{r: src}
 	p.src = timed
 	w.m.active.Inc()
-	w.goJob(func() {
-		defer func() { <-w.slots }()
-		defer w.m.active.Dec()
-		defer f.Close()
-		defer func() {
-			if r := recover(); r != nil {
-				log.Error("panic in playback", "panic", r)
-			}
-		}()
-		start := time.Now()
-		sent, err := p.run(w.ctx)
-		took := time.Since(start).Round(time.Millisecond)
-		w.m.audioBytes.Add(float64(sent - rr.Offset))
-		rtf := 0.0
-		if timed.spent > 0 {
-			rtf = (time.Duration(timed.n) * time.Millisecond / bytesPerMs).Seconds() / timed.spent.Seconds()
-			w.m.transcode.Observe(rtf)
-		}
-		switch {
-		case err == nil:
-			w.m.playbacks.WithLabelValues("sent").Inc()
-			log.Info("playback sent", "sent_ms", sent/bytesPerMs, "took", took, "transcode", timed.spent.Round(time.Microsecond), "realtime_factor", int(rtf))
-		case isStop(err):
-			w.m.playbacks.WithLabelValues("stopped").Inc()
-			log.Info("playback stopped", "reason", err, "sent_ms", sent/bytesPerMs, "took", took)
-		default:
-			w.m.playbacks.WithLabelValues("failed").Inc()
-			log.Error("playback failed", "err", err, "sent_ms", sent/bytesPerMs)
-		}
-	})
+	defer w.m.active.Dec()
+	start := time.Now()
+	sent, err := p.run(w.ctx)
+	took := time.Since(start).Round(time.Millisecond)
+	w.m.audioBytes.Add(float64(sent - rr.Offset))
+	rtf := 0.0
+	if timed.spent > 0 {
+		rtf = (time.Duration(timed.n) * time.Millisecond / bytesPerMs).Seconds() / timed.spent.Seconds()
+		w.m.transcode.Observe(rtf)
+	}
+	switch {
+	case err == nil:
+		w.m.playbacks.WithLabelValues("sent").Inc()
+		log.Info("playback sent", "sent_ms", sent/bytesPerMs, "took", took, "cached", src.Cached(), "transcode", timed.spent.Round(time.Microsecond), "realtime_factor", int(rtf))
+	case isStop(err):
+		w.m.playbacks.WithLabelValues("stopped").Inc()
+		log.Info("playback stopped", "reason", err, "sent_ms", sent/bytesPerMs, "took", took, "cached", src.Cached())
+	default:
+		w.m.playbacks.WithLabelValues("failed").Inc()
+		log.Error("playback failed", "err", err, "sent_ms", sent/bytesPerMs)
+	}
 }
 
 func (w *Worker) respond(req micro.Request, reply bus.PlayReply) {
@@ -437,9 +452,9 @@ func isStop(err error) bool {
 func errorBody(err error, name string) *bus.Error {
 	code := bus.CodeInternal
 	switch {
-	case errors.Is(err, ErrBadName), errors.Is(err, ErrNotFound), errors.Is(err, ErrNotAFile):
+	case errors.Is(err, library.ErrBadName), errors.Is(err, library.ErrNotFound), errors.Is(err, library.ErrNotAFile):
 		code = bus.CodeUnknownAudio
-	case errors.Is(err, ErrTooLarge), errors.Is(err, audio.ErrBadInput), errors.Is(err, audio.ErrUnsupported), errors.Is(err, audio.ErrTruncated):
+	case errors.Is(err, library.ErrTooLarge), errors.Is(err, audio.ErrBadInput), errors.Is(err, audio.ErrUnsupported), errors.Is(err, audio.ErrTruncated):
 		code = bus.CodeBadAudio
 	}
 	return &bus.Error{Code: code, Message: err.Error(), Audio: name}
