@@ -34,6 +34,7 @@ func run(args []string) error {
 	f.String(&o.Addr, "addr", "EDGE_ADDR", ":8080", "HTTP listen address")
 	f.String(&o.NATS.URL, "nats", "NATS_URL", "", "NATS URL(s), comma-separated; empty runs all-in-one with an embedded NATS server and workers")
 	f.String(&o.NATSListen, "nats-listen", "NATS_LISTEN", "127.0.0.1:4222", "all-in-one: the embedded NATS server's client address")
+	f.String(&o.NATSStoreDir, "nats-store-dir", "NATS_STORE_DIR", "", "all-in-one: the embedded NATS server's JetStream directory (audio library, transcode cache); empty: callcast-nats in the system's temporary directory")
 	f.String(&o.NATS.Creds, "nats-creds", "NATS_CREDS", "", "NATS credentials file")
 	f.String(&o.NATS.User, "nats-user", "NATS_USER", "", "NATS user")
 	f.String(&o.NATS.Password, "nats-password", "NATS_PASSWORD", "", "NATS password")
@@ -46,6 +47,8 @@ func run(args []string) error {
 	f.String(&o.Worker.AudioDir, "audio-dir", "AUDIO_DIR", "./audio", "all-in-one: directory of playable audio")
 	f.String(&o.Worker.DefaultAudio, "default-audio", "DEFAULT_AUDIO", "sample.mp3", "all-in-one: audio played when the call names none")
 	f.Int(&o.Worker.Concurrency, "worker-concurrency", "WORKER_CONCURRENCY", 1000, "all-in-one: simultaneous playbacks")
+	var cacheBytes int
+	f.Int(&cacheBytes, "cache-bytes", "CACHE_BYTES", 256<<20, "all-in-one: memory cache of transcoded audio, bytes; negative: none")
 	f.Duration(&o.DrainTimeout, "drain-timeout", "DRAIN_TIMEOUT", 30*time.Second, "on SIGTERM, how long calls in progress may run on")
 	var pprofAddr string
 	f.String(&pprofAddr, "pprof-addr", "PPROF_ADDR", "", "serve Go profiling endpoints (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; empty: off")
@@ -64,6 +67,7 @@ func run(args []string) error {
 		return err
 	}
 	o.Logger = log
+	o.Worker.CacheBytes = int64(cacheBytes)
 	if err := cli.ServePprof(pprofAddr, log); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@
 //
 //	worker [flags]                 serve (every flag also reads the environment variable named in -h)
 //	worker transcode [-o OUT] IN   convert a file to raw μ-law (.ulaw) or a μ-law WAV (.wav)
+//	worker upload [-name NAME] FILE  store audio in the callcast-audio bucket, playable by name
 //	worker healthcheck             exit 0 if the local worker answers /healthz
 package main
 
@@ -29,6 +30,11 @@ func run(args []string) error {
 	if len(args) > 0 && args[0] == "transcode" {
 		return runTranscode(args[1:], os.Stdout, os.Stderr)
 	}
+	if len(args) > 0 && args[0] == "upload" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return runUpload(ctx, args[1:], os.Stdout, os.Stderr)
+	}
 	var (
 		o       worker.RunOptions
 		logOpts cli.Log
@@ -42,6 +48,8 @@ func run(args []string) error {
 	f.String(&o.Worker.AudioDir, "audio-dir", "AUDIO_DIR", "./audio", "directory of playable audio")
 	f.String(&o.Worker.DefaultAudio, "default-audio", "DEFAULT_AUDIO", "sample.mp3", "audio played when the call names none")
 	f.Int(&o.Worker.Concurrency, "concurrency", "WORKER_CONCURRENCY", 1000, "simultaneous playbacks")
+	var cacheBytes int
+	f.Int(&cacheBytes, "cache-bytes", "CACHE_BYTES", 256<<20, "memory cache of transcoded audio, bytes; negative: none")
 	f.String(&o.HTTPAddr, "http-addr", "WORKER_HTTP_ADDR", ":9090", "address serving /healthz, /readyz and /metrics")
 	f.Duration(&o.DrainTimeout, "drain-timeout", "DRAIN_TIMEOUT", 30*time.Second, "on SIGTERM, how long playbacks in flight may run on")
 	var pprofAddr string
@@ -61,6 +69,7 @@ func run(args []string) error {
 		return err
 	}
 	o.Logger = log
+	o.Worker.CacheBytes = int64(cacheBytes)
 	if err := cli.ServePprof(pprofAddr, log); err != nil {
 		return err
 	}
