@@ -36,7 +36,7 @@ const (
 	stopAtten     = 65.0   // dB, polyphase stage
 	halfbandAtten = 75.0   // dB, half-band stages (what they leave folds into the passband)
 	minHalfband   = 22050  // lowest rate a half-band stage halves
-	maxPhases     = 256    // table phases; between them, outputs are interpolated
+	maxPhases     = 256    // table phases for odd rates; between them, outputs are interpolated
 	inputChunk    = 1024   // input samples a stage buffers beyond its filter's length
 	minRead       = 256    // fewest samples a stage asks of its source at once
 )
@@ -118,7 +118,12 @@ func windowedSinc(x, fc, beta, half, i0b float64) float64 {
 func designBank(rate int) *filterBank {
 	g := gcd(SampleRate, rate)
 	b := &filterBank{l: SampleRate / g, m: rate / g}
-	b.phases = min(b.l, maxPhases)
+	b.phases = b.l
+	if !commonRate(rate) {
+		// The common rates' tables are shared; an odd rate's is the
+		// stream's own, so keep it small.
+		b.phases = min(b.l, maxPhases)
+	}
 
 	pass, stop := passEdge, stopEdge
 	if nyq := float64(min(rate, SampleRate)) / 2; stop > nyq {
