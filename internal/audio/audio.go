@@ -33,8 +33,10 @@ const (
 	// FrameSize is the number of μ-law bytes (one byte a sample) in 20 ms.
 	FrameSize = 160
 	// PipelineVersion changes whenever the output for the same input can
-	// change, so it can key a cache of transcoded audio.
-	PipelineVersion = "1"
+	// change, so it can key a cache of transcoded audio. History: 1, the
+	// first pipeline; 2, the 3.75 kHz multistage filter, encoder delay
+	// trimmed without a LAME tag, MPEG-2 padding and MPEG-2.5 decoding.
+	PipelineVersion = "2"
 )
 
 // Errors returned by NewTranscoder and Transcoder.Read; they wrap the cause.
