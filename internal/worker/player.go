@@ -22,6 +22,14 @@ import (
 
 const bytesPerMs = audio.SampleRate / 1000 // μ-law bytes per millisecond
 
+// While a playback decodes its way to the offset an earlier attempt reached,
+// it marks that offset every heartbeat, so that the edge does not take the
+// silence for a dead worker (it moves a playback after its RenderTimeout).
+const (
+	heartbeat = 100 * time.Millisecond
+	skipChunk = 1600 // bytes decoded between checks: 200 ms of audio
+)
+
 // Reasons a playback stops early.
 var (
 	errNoEcho        = errors.New("worker: Twilio stopped echoing marks: the call or its edge is gone")
@@ -136,14 +144,14 @@ func (p *playback) run(ctx context.Context) (int64, error) {
 	p.heard.Store(p.offset)
 	p.lastEcho.Store(time.Now().UnixNano())
 
-	if p.offset > 0 {
-		if _, err := io.CopyN(io.Discard, p.src, p.offset); err != nil {
-			return p.offset, fmt.Errorf("worker: skip to offset %d: %w", p.offset, err)
-		}
-	}
-
 	msg := &nats.Msg{Subject: bus.StreamOut(p.sid), Header: nats.Header{}}
 	msg.Header.Set(bus.HeaderPlayback, bus.PlaybackHeader(p.id, p.attempt))
+	if p.offset > 0 {
+		if err := p.skip(ctx, msg); err != nil {
+			return p.offset, err
+		}
+		p.lastEcho.Store(time.Now().UnixNano()) // the skip was our time, not Twilio's silence
+	}
 	frame := make([]byte, p.chunk)
 	buf := make([]byte, 0, 64+base64.StdEncoding.EncodedLen(p.chunk))
 	sent, lastMark := p.offset, p.offset
@@ -196,6 +204,32 @@ func (p *playback) run(ctx context.Context) (int64, error) {
 		detail = srcErr.Error()
 	}
 	return sent, p.mark(msg, sent, true, detail)
+}
+
+// skip decodes and discards the audio up to offset, marking offset every
+// heartbeat, and stops early if the playback is stopped.
+func (p *playback) skip(ctx context.Context, msg *nats.Msg) error {
+	last := time.Now()
+	for left := p.offset; left > 0; {
+		if err := p.stopped(); err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := io.CopyN(io.Discard, p.src, min(left, skipChunk))
+		left -= n
+		if err != nil {
+			return fmt.Errorf("worker: skip to offset %d: %w", p.offset, err)
+		}
+		if left > 0 && time.Since(last) >= heartbeat {
+			if err := p.mark(msg, p.offset, false, ""); err != nil {
+				return err
+			}
+			last = time.Now()
+		}
+	}
+	return nil
 }
 
 // pace waits while the lead is used up: until Twilio has played enough of
