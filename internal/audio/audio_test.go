@@ -268,6 +268,30 @@ func TestErrors(t *testing.T) {
 	}
 }
 
+// TestSmallRandomInputs: short random inputs, which fit in the look-ahead
+// whole, are not taken for MP3 (a lone frame-shaped header in them would
+// decode to noise).
+func TestSmallRandomInputs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	taken := 0
+	for i := range 2000 {
+		b := make([]byte, 100+rng.IntN(6000))
+		for j := range b {
+			b[j] = byte(rng.Uint32())
+		}
+		_, err := NewTranscoder(bytes.NewReader(b), Options{})
+		if err == nil {
+			taken++
+			t.Logf("input %d (%d bytes) taken for audio", i, len(b))
+		} else if !errors.Is(err, ErrBadInput) && !errors.Is(err, ErrUnsupported) {
+			t.Fatalf("input %d: %v", i, err)
+		}
+	}
+	if taken > 0 {
+		t.Errorf("%d of 2000 random inputs taken for audio", taken)
+	}
+}
+
 // wavHeader is a WAV header with the given format and an empty data chunk.
 func wavHeader(tag, channels, rate, bits int) []byte {
 	b := makeWAV(rate, 1, nil)

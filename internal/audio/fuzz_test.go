@@ -96,6 +96,6 @@ func FuzzFrameHeader(f *testing.F) {
 		if tag.delay > 4095 || tag.padding > 4095 || tag.frames < 0 {
 			t.Fatalf("tag %+v", tag)
 		}
-		confirmFrame(data, true)
+		confirmFrame(data, true, 2)
 	})
 }

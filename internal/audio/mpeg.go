@@ -161,25 +161,34 @@ func skipID3v2(br *bufio.Reader) (int, error) {
 }
 
 // confirmFrame reports whether a frame header at b[0:] is followed by
-// another of the same stream (or by the end of the input, when atEOF).
-func confirmFrame(b []byte, atEOF bool) (mpegHeader, bool) {
+// more headers of the same stream: follow of them, or, when the input ends
+// (atEOF) first, follow-1 and then the end of the input exactly.
+func confirmFrame(b []byte, atEOF bool, follow int) (mpegHeader, bool) {
 	h, ok := parseHeader(b)
 	if !ok {
 		return h, false
 	}
-	if len(b) < h.size+4 {
-		return h, atEOF && len(b) >= h.size
+	pos := h.size
+	for i := range follow {
+		if len(b) == pos && atEOF && i >= follow-1 {
+			return h, true // the input ends on a frame boundary
+		}
+		next, ok := parseHeader(b[min(pos, len(b)):])
+		if !ok || !next.sameStream(h) {
+			return h, false
+		}
+		pos += next.size
 	}
-	next, ok := parseHeader(b[h.size:])
-	return h, ok && next.sameStream(h)
+	return h, true // the last may be cut short: the frame walker reports that
 }
 
 // findFirstFrame skips junk (at most maxJunk bytes) up to the first frame
-// header that is confirmed by the next one, and returns that header
-// without consuming it.
+// header that is confirmed by the ones after it, and returns that header
+// without consuming it. Right at the start one more header is enough; after
+// junk it takes two more, so that random bytes are not taken for audio.
 func findFirstFrame(br *bufio.Reader) (mpegHeader, error) {
 	for skipped := 0; skipped <= maxJunk; {
-		b, err := br.Peek(2*maxFrameLen + 4)
+		b, err := br.Peek(4*maxFrameLen + 4)
 		atEOF := err != nil
 		if len(b) < 4 {
 			break
@@ -190,10 +199,14 @@ func findFirstFrame(br *bufio.Reader) (mpegHeader, error) {
 				continue
 			}
 			// Only trust a header with enough look-ahead to confirm it.
-			if !atEOF && i+maxFrameLen+4 > len(b) {
+			if !atEOF && i+3*maxFrameLen+4 > len(b) {
 				break
 			}
-			if h, ok := confirmFrame(b[i:], atEOF); ok {
+			follow := 2
+			if i == 0 && skipped == 0 {
+				follow = 1
+			}
+			if h, ok := confirmFrame(b[i:], atEOF, follow); ok {
 				br.Discard(i)
 				return h, nil
 			}
