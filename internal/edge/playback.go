@@ -309,20 +309,33 @@ func (c *controller) dispatch(it *item) {
 	c.mu.Unlock()
 	go func() {
 		defer c.wg.Done()
-		if e := c.render(req); e != nil {
+		if e := c.render(it, &req); e != nil {
 			c.renderFailed(it, req.Attempt, e)
 		}
 	}()
 }
 
 // render asks the workers to take req, trying again while they are busy.
-func (c *controller) render(req bus.RenderRequest) *bus.Error {
-	data, err := json.Marshal(req)
-	if err != nil {
-		return &bus.Error{Code: bus.CodeInternal, Message: err.Error()}
-	}
+// A request that timed out may still have reached a worker, so a retry
+// goes out as a new attempt: the edge relays only the latest attempt's
+// frames, never two workers' at once.
+func (c *controller) render(it *item, req *bus.RenderRequest) *bus.Error {
 	var last *bus.Error
-	for range 3 {
+	for try := range 3 {
+		if try > 0 && last != nil && last.Code == bus.CodeNoWorkers {
+			c.mu.Lock()
+			if c.sending != it || it.attempt != req.Attempt {
+				c.mu.Unlock()
+				return nil // moved on meanwhile
+			}
+			it.attempt++
+			req.Attempt = it.attempt
+			c.mu.Unlock()
+		}
+		data, err := json.Marshal(req)
+		if err != nil {
+			return &bus.Error{Code: bus.CodeInternal, Message: err.Error()}
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), c.ss.srv.cfg.RenderTimeout)
 		go func() { // give up as soon as the call ends
 			select {
