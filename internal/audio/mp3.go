@@ -18,21 +18,20 @@ const decoderDelay = 529
 // one.
 const lameDelay = 576
 
-// mp3Reader decodes MP3 with go-mp3 and delivers mono samples, with the
-// Xing/Info frame dropped and the encoder delay and padding trimmed.
+// mp3Reader decodes MP3 with the patched go-mp3 and delivers mono samples,
+// with the Xing/Info/VBRI frame dropped and the encoder delay and padding
+// trimmed.
 type mp3Reader struct {
 	frames *frameReader
 	dec    *mp3.Decoder // nil until the first read
 	mono   bool
 	tag    vbrTag
 
-	skip  int64 // samples still to drop at the start
-	left  int64 // samples still to deliver; -1 when unknown
-	raw   []byte
-	spf   int
-	err   error
-	total int64 // samples delivered
-	flush bool  // delivering silence up to the recorded length
+	skip  int64  // samples still to drop at the start
+	left  int64  // samples still to deliver; -1 when unknown
+	raw   []byte // decoder output, s16le stereo
+	err   error  // sticky
+	flush bool   // delivering silence up to the recorded length
 }
 
 func parseMP3(br *bufio.Reader) (*mp3Reader, Info, error) {
@@ -43,15 +42,14 @@ func parseMP3(br *bufio.Reader) (*mp3Reader, Info, error) {
 	if err != nil {
 		return nil, Info{}, err
 	}
-	switch {
-	case h.layer != 3:
+	if h.layer != 3 {
 		return nil, Info{}, fmt.Errorf("%w: %s (only Layer III is supported); convert with: ffmpeg -i in.mp2 out.mp3", ErrUnsupported, h)
 	}
 	fr := &frameReader{br: br, first: h}
 	if err := fr.next(); err != nil {
 		return nil, Info{}, fmt.Errorf("%w: mp3: first frame: %w", ErrBadInput, err)
 	}
-	m := &mp3Reader{frames: fr, mono: h.mono, spf: h.samples, left: -1}
+	m := &mp3Reader{frames: fr, mono: h.mono, left: -1}
 	info := Info{Format: "mp3", SampleRate: h.rate, Channels: 2}
 	if h.mono {
 		info.Channels = 1
@@ -99,7 +97,6 @@ func (m *mp3Reader) readMono(dst []float32) (n int, err error) {
 		k := int(min(int64(len(dst)), m.left))
 		clear(dst[:k])
 		m.left -= int64(k)
-		m.total += int64(k)
 		if m.left == 0 {
 			return k, io.EOF
 		}
@@ -150,7 +147,6 @@ func (m *mp3Reader) readMono(dst []float32) (n int, err error) {
 					dst[i] = 0.5 * (float32(l) + float32(r))
 				}
 			}
-			m.total += samples
 			if m.left > 0 {
 				m.left -= samples
 			}
