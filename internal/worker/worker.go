@@ -416,6 +416,13 @@ func (w *Worker) respond(req micro.Request, reply bus.PlayReply) {
 		w.log.Error("encode reply", "err", err)
 		return
 	}
+	if req.Reply() == "" {
+		return
+	}
+	// Published directly rather than with req.Respond or req.Error: replies
+	// leave from job goroutines, and micro's request is not safe to answer
+	// from another goroutine once the handler has returned.
+	msg := &nats.Msg{Subject: req.Reply(), Data: data}
 	if reply.Error != nil {
 		code := "500"
 		switch reply.Error.Code {
@@ -424,11 +431,9 @@ func (w *Worker) respond(req micro.Request, reply bus.PlayReply) {
 		case bus.CodeBusy:
 			code = "503"
 		}
-		err = req.Error(code, reply.Error.Message, data)
-	} else {
-		err = req.Respond(data)
+		msg.Header = nats.Header{micro.ErrorHeader: {reply.Error.Message}, micro.ErrorCodeHeader: {code}}
 	}
-	if err != nil && !errors.Is(err, micro.ErrRespond) {
+	if err := w.nc.PublishMsg(msg); err != nil {
 		w.log.Warn("reply failed", "err", err)
 	}
 }
