@@ -35,7 +35,8 @@ const (
 	// PipelineVersion changes whenever the output for the same input can
 	// change, so it can key a cache of transcoded audio. History: 1, the
 	// first pipeline; 2, the 3.75 kHz multistage filter, encoder delay
-	// trimmed without a LAME tag, MPEG-2 padding and MPEG-2.5 decoding.
+	// trimmed without a LAME tag, MPEG-2 padding, MPEG-2.5 decoding and
+	// bad MP3 frames replaced by silence.
 	PipelineVersion = "2"
 )
 

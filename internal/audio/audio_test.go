@@ -532,3 +532,68 @@ func TestShortEndPadding(t *testing.T) {
 		t.Errorf("%v out, want %v", got, info.Duration)
 	}
 }
+
+// TestCorruptFrame damages the side information of frames in the middle
+// of an MP3 so that they cannot be decoded: each becomes a frame of
+// silence, the rest plays, and the length is kept. A file that stays
+// corrupt is given up with ErrBadInput.
+func TestCorruptFrame(t *testing.T) {
+	clean := fixture(t, "onset-32k-mono-cbr.mp3")
+	// The offset of every frame (CBR, no ID3 tag: frame 0 is the tag).
+	var offsets []int
+	for off := 0; off+4 <= len(clean); {
+		h, ok := parseHeader(clean[off:])
+		if !ok {
+			t.Fatalf("no frame header at %d", off)
+		}
+		offsets = append(offsets, off)
+		off += h.size
+	}
+	damage := func(frames ...int) []byte {
+		b := bytes.Clone(clean)
+		for _, f := range frames {
+			// MPEG-1 mono side information: main_data_begin (9 bits),
+			// private (5), scfsi (4), then part2_3_length (12) and
+			// big_values (9) of granule 0: make big_values 511 (over the
+			// 288 a granule holds).
+			si := b[offsets[f]+4:]
+			si[2] |= 0x3F
+			si[3] = 0xFF
+			si[4] = 0xFF
+		}
+		return b
+	}
+	want, _, err := transcodeAll(t, clean)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	out, _, err := transcodeAll(t, damage(10, 20, 21))
+	if err != nil {
+		t.Fatalf("err = %v, want none", err)
+	}
+	if len(out) != len(want) {
+		t.Fatalf("%d samples, want %d", len(out), len(want))
+	}
+	// A bad frame and the one after it (decoded without the bit
+	// reservoir) turn to silence; elsewhere the output is the same.
+	frameOut := 1152 * SampleRate / 32000
+	same := 0
+	for i := range out {
+		if out[i] == want[i] {
+			same++
+		}
+	}
+	if same < len(out)-8*frameOut {
+		t.Errorf("%d of %d samples changed, want at most about eight frames' worth", len(out)-same, len(out))
+	}
+
+	var rest []int
+	for f := 10; f < len(offsets); f++ {
+		rest = append(rest, f)
+	}
+	_, _, err = transcodeAll(t, damage(rest...))
+	if !errors.Is(err, ErrBadInput) {
+		t.Errorf("every frame from the 10th bad: err = %v, want ErrBadInput", err)
+	}
+}

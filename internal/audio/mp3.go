@@ -32,7 +32,21 @@ type mp3Reader struct {
 	raw   []byte // decoder output, s16le stereo
 	err   error  // sticky
 	flush bool   // delivering silence up to the recorded length
+
+	spf      int   // samples per frame
+	silence  int64 // samples of silence to deliver in place of a bad frame
+	failures int   // bad frames, fewer than goodFrames apart
+	lastBad  int64 // frame count at the last bad frame
 }
+
+// maxBadFrames is how many undecodable frames, each fewer than goodFrames
+// after the last, are replaced by silence before the stream is given up as
+// corrupt. (After a bad frame the decoder restarts without its bit
+// reservoir, so the next frame or two decode to silence too, bad or not.)
+const (
+	maxBadFrames = 3
+	goodFrames   = 8
+)
 
 func parseMP3(br *bufio.Reader) (*mp3Reader, Info, error) {
 	if _, err := skipID3v2(br); err != nil {
@@ -49,7 +63,7 @@ func parseMP3(br *bufio.Reader) (*mp3Reader, Info, error) {
 	if err := fr.next(); err != nil {
 		return nil, Info{}, fmt.Errorf("%w: mp3: first frame: %w", ErrBadInput, err)
 	}
-	m := &mp3Reader{frames: fr, mono: h.mono, left: -1}
+	m := &mp3Reader{frames: fr, mono: h.mono, left: -1, spf: h.samples}
 	info := Info{Format: "mp3", SampleRate: h.rate, Channels: 2}
 	if h.mono {
 		info.Channels = 1
@@ -102,18 +116,35 @@ func (m *mp3Reader) readMono(dst []float32) (n int, err error) {
 		}
 		return k, nil
 	}
-	if m.dec == nil {
-		dec, err := m.newDecoder()
-		if err != nil {
-			return 0, m.end(err)
-		}
-		m.dec = dec
-	}
 	if m.left == 0 {
 		return 0, m.end(io.EOF)
 	}
 	if len(dst) == 0 {
 		return 0, nil
+	}
+	if m.silence > 0 {
+		// In place of a frame that would not decode.
+		d := min(m.skip, m.silence)
+		m.skip -= d
+		m.silence -= d
+		k := min(int64(len(dst)), m.silence)
+		if m.left >= 0 {
+			k = min(k, m.left)
+			m.left -= k
+		}
+		clear(dst[:k])
+		m.silence -= k
+		return int(k), nil
+	}
+	if m.dec == nil {
+		dec, err := m.newDecoder()
+		if err != nil {
+			if m.conceal(err) {
+				return 0, nil
+			}
+			return 0, m.end(err)
+		}
+		m.dec = dec
 	}
 	want := len(dst)
 	if m.left > 0 && int64(want) > m.left {
@@ -151,11 +182,32 @@ func (m *mp3Reader) readMono(dst []float32) (n int, err error) {
 				m.left -= samples
 			}
 			if err != nil {
+				if m.conceal(err) {
+					return int(samples), nil
+				}
 				return int(samples), m.end(err)
 			}
 			return int(samples), nil
 		}
 	}
+}
+
+// conceal reports whether err, a frame that would not decode (or a decoder
+// panic), is to be replaced by a frame of silence, so a damaged file keeps
+// its length and plays on; the decoder restarts at the next frame.
+func (m *mp3Reader) conceal(err error) bool {
+	if errors.Is(err, io.EOF) || m.failures >= maxBadFrames && m.frames.frames-m.lastBad < goodFrames {
+		return false
+	}
+	if m.frames.frames-m.lastBad >= goodFrames {
+		m.failures = 0
+	}
+	m.failures++
+	m.lastBad = m.frames.frames
+	m.frames.off = len(m.frames.buf) // the rest of the bad frame
+	m.dec = nil
+	m.silence = int64(m.spf)
+	return true
 }
 
 // end turns the decoder's final error into the pipeline's.
