@@ -259,3 +259,33 @@ func repeatFrames(t testing.TB, data []byte, n int) io.Reader {
 	}
 	return io.MultiReader(readers...)
 }
+
+// TestPerStreamMemory opens 100 transcoders on the benchmark MP3 and reads
+// a frame from each: the heap each playing stream holds.
+func TestPerStreamMemory(t *testing.T) {
+	data := fixture(t, benchFile)
+	const n = 100
+	ts := make([]*Transcoder, n)
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	var frame [FrameSize]byte
+	for i := range ts {
+		tr, err := NewTranscoder(bytes.NewReader(data), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(tr, frame[:]); err != nil {
+			t.Fatal(err)
+		}
+		ts[i] = tr
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := float64(after.HeapAlloc-before.HeapAlloc) / n
+	t.Logf("%.0f KB of heap per playing stream", per/1024)
+	if per > 256<<10 {
+		t.Errorf("%.0f KB per stream, want under 256 KB", per/1024)
+	}
+	runtime.KeepAlive(ts)
+}

@@ -20,7 +20,7 @@ const (
 
 	maxJunk     = 32 << 10 // bytes searched for the first frame after the tags
 	maxFrameLen = 2881     // MPEG-1 Layer I/II/III at the highest bitrates, padded
-	readerSize  = 64 << 10
+	readerSize  = 16 << 10 // buffered input: room to peek at four frames
 )
 
 var bitrateTable = [2][3][16]int{
