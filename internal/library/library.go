@@ -162,7 +162,7 @@ const (
 type Library struct {
 	opts Options
 	log  *slog.Logger
-	dir  *localDir // nil without Opts.Dir
+	dir  *localDir // nil without opts.Dir
 	mem  *memCache
 
 	hashMu sync.Mutex
@@ -211,9 +211,6 @@ func New(ctx context.Context, o Options) (*Library, error) {
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	if o.JS != nil {
-		l.bindMu.Lock()
-		l.binding = true
-		l.bindMu.Unlock()
 		l.bind(ctx)
 	}
 	return l, nil
