@@ -56,6 +56,7 @@ func TestFixtures(t *testing.T) {
 		{file: "onset-44k-stereo-vbr.mp3", info: Info{"mp3", 44100, 2, time.Second}, wantLen: onsetLen, wantOn: onsetAt},
 		{file: "onset-48k-stereo-cbr.mp3", info: Info{"mp3", 48000, 2, time.Second}, wantLen: onsetLen, wantOn: onsetAt},
 		{file: "id3-cover.mp3", info: Info{"mp3", 44100, 2, time.Second}, wantLen: onsetLen, wantOn: onsetAt},
+		{file: "onset-44k-stereo-crc.mp3", info: Info{"mp3", 44100, 2, time.Second}, wantLen: onsetLen, wantOn: onsetAt},
 		{file: "music-44k-stereo-cbr128.mp3", info: Info{"mp3", 44100, 2, 3 * time.Second}, wantLen: 3 * SampleRate},
 		{file: "speech-22k-mono-vbr.mp3", info: Info{"mp3", 22050, 1, 2636507936}, wantLen: 21093, wantOn: 1054},
 		{file: "speech-22k.wav", info: Info{"wav-pcm16", 22050, 1, 2636507936}, wantLen: 21093, wantOn: 1054},

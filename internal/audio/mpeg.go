@@ -233,8 +233,10 @@ type vbrTag struct {
 func parseVBRTag(frame []byte, h mpegHeader) vbrTag {
 	var t vbrTag
 	be := binary.BigEndian
+	// The tag follows the side information. Encoders (LAME among them)
+	// and readers (ffmpeg) place it there ignoring a CRC; accept both.
 	off := 4 + h.sideInfo
-	if h.crc {
+	if h.crc && len(frame) >= off+6 && string(frame[off:off+4]) != "Xing" && string(frame[off:off+4]) != "Info" {
 		off += 2
 	}
 	if h.layer == 3 && len(frame) >= off+8 {

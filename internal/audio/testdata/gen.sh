@@ -28,6 +28,7 @@ onset 44100 2 && lame --quiet -V 4 "$t/onset-44100-2.wav" onset-44k-stereo-vbr.m
 onset 48000 2 && ffmpeg -loglevel error -y -i "$t/onset-48000-2.wav" -c:a libmp3lame -b:a 96k onset-48k-stereo-cbr.mp3
 onset 22050 1 && lame --quiet -t -b 32 "$t/onset-22050-1.wav" onset-22k-mono-noxing.mp3
 onset 44100 2 && lame --quiet -b 96 --resample 44.1 "$t/onset-44100-2.wav" "$t/onset-44k.mp3"
+lame --quiet -p -b 96 --resample 44.1 -m s "$t/onset-44100-2.wav" onset-44k-stereo-crc.mp3 # CRC-protected, plain stereo
 
 # MPEG-2 Layer III, 22.05 kHz mono VBR: the speech.
 lame --quiet -V 6 -m m speech-22k.wav speech-22k-mono-vbr.mp3
