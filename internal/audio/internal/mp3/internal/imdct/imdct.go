@@ -82,6 +82,17 @@ func init() {
 // callcast: into the caller's array, instead of allocating per subband.
 func Win(out *[36]float32, in []float32, blockType int) {
 	*out = [36]float32{}
+	// callcast: a silent subband (most of the high ones) stays silent.
+	silent := true
+	for _, v := range in[:18] {
+		if v != 0 {
+			silent = false
+			break
+		}
+	}
+	if silent {
+		return
+	}
 	if blockType == 2 {
 		iwd := imdctWinData[blockType]
 		const N = 12
