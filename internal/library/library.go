@@ -140,6 +140,7 @@ type Stats struct {
 	MemoryHits    int64 // Open or Probe served from memory
 	SharedHits    int64 // Open or Probe served from the shared cache
 	Misses        int64 // Open that transcoded its source
+	Joins         int64 // Open that shared a transcode already in progress
 	Evictions     int64 // memory entries evicted to make room
 	MemoryBytes   int64 // μ-law held in memory now
 	MemoryEntries int   // entries held in memory now
@@ -184,7 +185,10 @@ type Library struct {
 	uploads   chan struct{}
 	pending   atomic.Int64 // bytes of transcodes being copied for the cache
 
-	memHits, sharedHits, misses, transcodes, stored, sharedStored atomic.Int64
+	fillMu sync.Mutex
+	fills  map[string]*fill // transcodes in progress, by cache key
+
+	memHits, sharedHits, misses, joins, transcodes, stored, sharedStored atomic.Int64
 }
 
 // New opens the library. It fails if Dir is set but cannot be opened. With
@@ -199,6 +203,7 @@ func New(ctx context.Context, o Options) (*Library, error) {
 		log:       o.Logger,
 		mem:       newMemCache(o.MemoryBytes),
 		hashes:    make(map[string]fileHash),
+		fills:     make(map[string]*fill),
 		finishers: make(chan struct{}, maxFinishers),
 		uploads:   make(chan struct{}, maxUploads),
 	}
@@ -237,6 +242,7 @@ func (l *Library) Stats() Stats {
 		MemoryHits:    l.memHits.Load(),
 		SharedHits:    l.sharedHits.Load(),
 		Misses:        l.misses.Load(),
+		Joins:         l.joins.Load(),
 		Evictions:     evictions,
 		MemoryBytes:   bytes,
 		MemoryEntries: entries,
@@ -290,6 +296,11 @@ func (l *Library) Open(ctx context.Context, name string) (*Stream, error) {
 	if err := l.fetch(ctx, src); err != nil {
 		src.close()
 		return nil, err
+	}
+	if src.key != "" && (l.opts.MemoryBytes > 0 || l.shared() != nil) {
+		if s, ok, err := l.openFill(src); ok {
+			return s, err
+		}
 	}
 	l.misses.Add(1)
 	return l.transcode(src)

@@ -18,6 +18,8 @@ type Stream struct {
 	info   audio.Info
 	cached bool
 	mem    bytes.Reader // a cached Stream's μ-law
+	fill   *fill        // a Stream sharing a transcode in progress
+	off    int          // how far it has read the fill
 
 	lib    *Library
 	src    *source
@@ -47,6 +49,11 @@ func (s *Stream) Cached() bool { return s.cached }
 func (s *Stream) Read(p []byte) (int, error) {
 	if s.cached {
 		return s.mem.Read(p)
+	}
+	if s.fill != nil {
+		n, err := s.fill.readAt(p, s.off)
+		s.off += n
+		return n, err
 	}
 	n, err := s.tr.Read(p)
 	if s.tee != nil && n > 0 {
@@ -90,7 +97,7 @@ func (s *Stream) Close() error {
 		return nil
 	}
 	s.closed = true
-	if s.cached {
+	if s.cached || s.fill != nil {
 		return nil
 	}
 	if !s.done && s.tee != nil && s.finishLater() {

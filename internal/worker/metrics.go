@@ -58,6 +58,8 @@ func registerCacheMetrics(reg prometheus.Registerer, lib *library.Library) error
 		counter(hits, hitsHelp, prometheus.Labels{"tier": "shared"}, func(s library.Stats) int64 { return s.SharedHits }),
 		counter("callcast_worker_cache_misses_total", "Playbacks that transcoded their source.", nil,
 			func(s library.Stats) int64 { return s.Misses }),
+		counter("callcast_worker_cache_joins_total", "Playbacks that shared a transcode of the same source already in progress.", nil,
+			func(s library.Stats) int64 { return s.Joins }),
 		counter("callcast_worker_cache_evictions_total", "Entries evicted from the memory cache to make room.", nil,
 			func(s library.Stats) int64 { return s.Evictions }),
 		counter("callcast_worker_cache_stored_total", "Transcodes completed cleanly and cached.", nil,
