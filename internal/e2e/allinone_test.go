@@ -52,7 +52,7 @@ func TestAllInOneBinary(t *testing.T) {
 	cmd := exec.Command(bin)
 	cmd.Dir = root
 	const token = "secret-auth-token-4f1c"
-	cmd.Env = append(os.Environ(), "EDGE_ADDR="+httpAddr, "NATS_LISTEN="+natsAddr, "NATS_URL=",
+	cmd.Env = append(os.Environ(), "EDGE_ADDR="+httpAddr, "NATS_LISTEN="+natsAddr, "NATS_URL=", "NATS_STORE_DIR="+t.TempDir(),
 		"LOG_LEVEL=debug", "LOG_FORMAT=json", "TWILIO_AUTH_TOKEN="+token)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
