@@ -598,3 +598,27 @@ func TestCorruptFrame(t *testing.T) {
 		t.Errorf("every frame from the 10th bad: err = %v, want ErrBadInput", err)
 	}
 }
+
+// TestReadErrors: an error from the underlying reader, at the start or in
+// the middle, ends the stream with ErrBadInput wrapping it, never a quiet
+// io.EOF.
+func TestReadErrors(t *testing.T) {
+	errBoom := errors.New("boom")
+	inputs := map[string][]byte{
+		"mp3":          fixture(t, "onset-44k-stereo-vbr.mp3"),
+		"mp3 with ID3": fixture(t, "id3-cover.mp3"),
+		"wav":          fixture(t, "speech-22k.wav"),
+	}
+	for name, data := range inputs {
+		for _, at := range []int{5, 14, 30, 100, len(data) / 2} {
+			r := io.MultiReader(bytes.NewReader(data[:at]), iotest.ErrReader(errBoom))
+			tr, err := NewTranscoder(r, Options{})
+			if err == nil {
+				_, err = io.ReadAll(tr)
+			}
+			if !errors.Is(err, errBoom) || !errors.Is(err, ErrBadInput) {
+				t.Errorf("%s, error after %d bytes: err = %v, want ErrBadInput wrapping the reader's", name, at, err)
+			}
+		}
+	}
+}

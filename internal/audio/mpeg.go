@@ -141,7 +141,10 @@ func (h mpegHeader) String() string {
 func skipID3v2(br *bufio.Reader) (int, error) {
 	n := 0
 	for {
-		b, _ := br.Peek(10)
+		b, err := br.Peek(10)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return n, fmt.Errorf("%w: read: %w", ErrBadInput, err)
+		}
 		if len(b) < 10 || string(b[:3]) != "ID3" {
 			return n, nil
 		}
@@ -154,7 +157,10 @@ func skipID3v2(br *bufio.Reader) (int, error) {
 			size += 10
 		}
 		if _, err := br.Discard(size); err != nil {
-			return n, fmt.Errorf("%w: ID3v2 tag runs past the end of the input", ErrBadInput)
+			if errors.Is(err, io.EOF) {
+				return n, fmt.Errorf("%w: ID3v2 tag runs past the end of the input", ErrBadInput)
+			}
+			return n, fmt.Errorf("%w: read: %w", ErrBadInput, err)
 		}
 		n++
 	}
@@ -189,6 +195,9 @@ func confirmFrame(b []byte, atEOF bool, follow int) (mpegHeader, bool) {
 func findFirstFrame(br *bufio.Reader) (mpegHeader, error) {
 	for skipped := 0; skipped <= maxJunk; {
 		b, err := br.Peek(4*maxFrameLen + 4)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return mpegHeader{}, fmt.Errorf("%w: read mp3: %w", ErrBadInput, err)
+		}
 		atEOF := err != nil
 		if len(b) < 4 {
 			break
@@ -311,7 +320,11 @@ func (f *frameReader) next() error {
 		return f.err
 	}
 	for {
-		b, _ := f.br.Peek(4)
+		b, err := f.br.Peek(4)
+		if err != nil && !errors.Is(err, io.EOF) {
+			f.err = fmt.Errorf("%w: read mp3: %w", ErrBadInput, err)
+			return f.err
+		}
 		if len(b) < 4 {
 			// Up to three bytes left: the start of a cut-off header, or
 			// stray bytes.
@@ -323,7 +336,9 @@ func (f *frameReader) next() error {
 			return f.load(h)
 		}
 		if !f.resync() {
-			f.err = io.EOF
+			if f.err == nil {
+				f.err = io.EOF
+			}
 			return f.err
 		}
 	}
@@ -334,6 +349,10 @@ func (f *frameReader) next() error {
 func (f *frameReader) resync() bool {
 	for skipped := 0; skipped < maxJunk; {
 		b, err := f.br.Peek(2*maxFrameLen + 4)
+		if err != nil && !errors.Is(err, io.EOF) {
+			f.err = fmt.Errorf("%w: read mp3: %w", ErrBadInput, err)
+			return false
+		}
 		if len(b) < 8 {
 			return false
 		}

@@ -42,7 +42,7 @@ type wavReader struct {
 func parseWAV(br *bufio.Reader) (*wavReader, Info, error) {
 	var hdr [12]byte
 	if _, err := io.ReadFull(br, hdr[:]); err != nil {
-		return nil, Info{}, fmt.Errorf("%w: wav: short RIFF header", ErrBadInput)
+		return nil, Info{}, headerErr(err, "short RIFF header")
 	}
 	var (
 		f      wavFormat
@@ -52,9 +52,9 @@ func parseWAV(br *bufio.Reader) (*wavReader, Info, error) {
 	for {
 		if _, err := io.ReadFull(br, chunkH[:]); err != nil {
 			if !haveF {
-				return nil, Info{}, fmt.Errorf("%w: wav: no fmt chunk", ErrBadInput)
+				return nil, Info{}, headerErr(err, "no fmt chunk")
 			}
-			return nil, Info{}, fmt.Errorf("%w: wav: no data chunk", ErrBadInput)
+			return nil, Info{}, headerErr(err, "no data chunk")
 		}
 		id := string(chunkH[:4])
 		size := int64(binary.LittleEndian.Uint32(chunkH[4:]))
@@ -65,7 +65,7 @@ func parseWAV(br *bufio.Reader) (*wavReader, Info, error) {
 			}
 			var b [maxFmtChunk]byte
 			if _, err := io.ReadFull(br, b[:size+size&1]); err != nil {
-				return nil, Info{}, fmt.Errorf("%w: wav: short fmt chunk", ErrBadInput)
+				return nil, Info{}, headerErr(err, "short fmt chunk")
 			}
 			var err error
 			if f, err = parseFmt(b[:size]); err != nil {
@@ -92,10 +92,19 @@ func parseWAV(br *bufio.Reader) (*wavReader, Info, error) {
 			return w, info, nil
 		default:
 			if _, err := br.Discard(int(size + size&1)); err != nil {
-				return nil, Info{}, fmt.Errorf("%w: wav: no data chunk", ErrBadInput)
+				return nil, Info{}, headerErr(err, "no data chunk")
 			}
 		}
 	}
+}
+
+// headerErr is the error for a WAV header that could not be read: the
+// input ended (what is missing is named), or the reader failed (wrapped).
+func headerErr(err error, missing string) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w: wav: %s", ErrBadInput, missing)
+	}
+	return fmt.Errorf("%w: wav: %w", ErrBadInput, err)
 }
 
 func parseFmt(b []byte) (wavFormat, error) {
