@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -235,6 +236,7 @@ launch:
 		}
 		rep.Calls++
 		call := cfg.Call
+		call.Parameters = numbered(cfg.Call.Parameters, i)
 		if cfg.Caller != nil {
 			call.CallerAudio = bytes.NewReader(cfg.Caller)
 		}
@@ -270,6 +272,17 @@ launch:
 	rep.Processes = procs.stop(context.WithoutCancel(ctx))
 	slices.Sort(rep.FirstMedia)
 	return rep, nil
+}
+
+// numbered returns params with "{i}" in each value replaced by the call's
+// index, so that calls of one load can ask for different things
+// (audio=clip-{i}.mp3).
+func numbered(params map[string]string, i int) map[string]string {
+	out := make(map[string]string, len(params))
+	for k, v := range params {
+		out[k] = strings.ReplaceAll(v, "{i}", strconv.Itoa(i))
+	}
+	return out
 }
 
 // checkLoopback returns ErrNotLoopback unless rawURL names localhost or a
