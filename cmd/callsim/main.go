@@ -158,7 +158,7 @@ func parseFlags(args []string) (config, error) {
 	})
 	cfg.log.Define(f)
 	cfg.params = map[string]string{}
-	f.Func("param", "stream parameter name=value, as TwiML <Parameter>; in load mode "{i}" in a value becomes the call's index; repeatable (env CALLSIM_PARAMS, comma-separated)", func(s string) error {
+	f.Func("param", "stream parameter name=value, as TwiML <Parameter>; in load mode {i} in a value becomes the call's index; repeatable (env CALLSIM_PARAMS, comma-separated)", func(s string) error {
 		return addPair(cfg.params, s, "=")
 	})
 	cfg.header = http.Header{}
