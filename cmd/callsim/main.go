@@ -45,6 +45,7 @@ type config struct {
 	token    string
 	signURL  string
 	metrics  []string
+	pprof    string
 	log      cli.Log
 }
 
@@ -59,6 +60,10 @@ func main() {
 	}
 	log, err := cfg.log.Logger(os.Stderr)
 	if err != nil {
+		fmt.Fprintln(os.Stderr, "callsim:", err)
+		os.Exit(2)
+	}
+	if err := cli.ServePprof(cfg.pprof, log); err != nil {
 		fmt.Fprintln(os.Stderr, "callsim:", err)
 		os.Exit(2)
 	}
@@ -156,6 +161,7 @@ func parseFlags(args []string) (config, error) {
 		cfg.metrics = append(cfg.metrics, s)
 		return nil
 	})
+	f.StringVar(&cfg.pprof, "pprof-addr", os.Getenv("PPROF_ADDR"), "serve Go profiling endpoints on this address (env PPROF_ADDR)")
 	cfg.log.Define(f)
 	cfg.params = map[string]string{}
 	f.Func("param", "stream parameter name=value, as TwiML <Parameter>; in load mode {i} in a value becomes the call's index; repeatable (env CALLSIM_PARAMS, comma-separated)", func(s string) error {

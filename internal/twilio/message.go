@@ -280,6 +280,9 @@ type Outbound struct {
 // fields and no others. Twilio's side of a test uses it to reject what the
 // real service would reject with error 31951.
 func ParseOutbound(data []byte) (*Outbound, error) {
+	if o := parseCanonicalMedia(data); o != nil {
+		return o, nil
+	}
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadJSON, err)
@@ -324,6 +327,29 @@ func ParseOutbound(data []byte) (*Outbound, error) {
 		}
 	}
 	return &o, nil
+}
+
+// parseCanonicalMedia decodes a media message written exactly as AppendMedia
+// writes it, without encoding/json; anything else returns nil, for the full
+// parser to judge.
+func parseCanonicalMedia(data []byte) *Outbound {
+	rest, ok := bytes.CutPrefix(data, []byte(`{"event":"media","streamSid":"`))
+	if !ok {
+		return nil
+	}
+	sid, rest, ok := bytes.Cut(rest, []byte(`","media":{"payload":"`))
+	if !ok || CheckStreamSid(string(sid)) != nil {
+		return nil
+	}
+	payload, ok := bytes.CutSuffix(rest, []byte(`"}}`))
+	if !ok || CheckPayload(string(payload)) != nil {
+		return nil
+	}
+	o := &Outbound{Event: EventMedia, StreamSid: string(sid)}
+	o.Media = &struct {
+		Payload string `json:"payload"`
+	}{Payload: string(payload)}
+	return o
 }
 
 // onlyKey reports whether obj is a JSON object whose one key is exactly key.
