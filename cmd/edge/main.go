@@ -27,18 +27,15 @@ func main() {
 
 func run(args []string) error {
 	var (
-		o       edge.Options
-		logOpts cli.Log
+		o   edge.Options
+		svc cli.Service
 	)
 	f := cli.NewFlags("edge")
 	f.String(&o.Addr, "addr", "EDGE_ADDR", ":8080", "HTTP listen address")
 	f.String(&o.NATS.URL, "nats", "NATS_URL", "", "NATS URL(s), comma-separated; empty runs all-in-one with an embedded NATS server and workers")
 	f.String(&o.NATSListen, "nats-listen", "NATS_LISTEN", "127.0.0.1:4222", "all-in-one: the embedded NATS server's client address")
 	f.String(&o.NATSStoreDir, "nats-store-dir", "NATS_STORE_DIR", "", "all-in-one: the embedded NATS server's JetStream directory (audio library, transcode cache); empty: callcast-nats in the system's temporary directory")
-	f.String(&o.NATS.Creds, "nats-creds", "NATS_CREDS", "", "NATS credentials file")
-	f.String(&o.NATS.User, "nats-user", "NATS_USER", "", "NATS user")
-	f.String(&o.NATS.Password, "nats-password", "NATS_PASSWORD", "", "NATS password")
-	f.String(&o.NATS.Token, "nats-token", "NATS_TOKEN", "", "NATS token")
+	f.NATSCredentials(&o.NATS.Creds, &o.NATS.User, &o.NATS.Password, &o.NATS.Token)
 	f.String(&o.Edge.PublicURL, "public-url", "PUBLIC_URL", "", "public base URL Twilio reaches this edge at, e.g. https://voice.example.com")
 	f.Bool(&o.Edge.TrustProxy, "trust-proxy", "TRUST_PROXY", false, "honour X-Forwarded-Host/-Proto when PUBLIC_URL is empty")
 	f.String(&o.Edge.AuthToken, "twilio-auth-token", "TWILIO_AUTH_TOKEN", "", "Twilio auth token: verify X-Twilio-Signature on the webhook and the stream upgrade")
@@ -47,30 +44,14 @@ func run(args []string) error {
 	f.String(&o.Worker.AudioDir, "audio-dir", "AUDIO_DIR", "./audio", "all-in-one: directory of playable audio")
 	f.String(&o.Worker.DefaultAudio, "default-audio", "DEFAULT_AUDIO", "sample.mp3", "all-in-one: audio played when the call names none")
 	f.Int(&o.Worker.Concurrency, "worker-concurrency", "WORKER_CONCURRENCY", 1000, "all-in-one: simultaneous playbacks")
-	var cacheBytes int
-	f.Int(&cacheBytes, "cache-bytes", "CACHE_BYTES", 256<<20, "all-in-one: memory cache of transcoded audio, bytes; negative: none")
+	f.Int64(&o.Worker.CacheBytes, "cache-bytes", "CACHE_BYTES", 256<<20, "all-in-one: memory cache of transcoded audio, bytes; negative: none")
 	f.Duration(&o.DrainTimeout, "drain-timeout", "DRAIN_TIMEOUT", 30*time.Second, "on SIGTERM, how long calls in progress may run on")
-	var pprofAddr string
-	f.String(&pprofAddr, "pprof-addr", "PPROF_ADDR", "", "serve Go profiling endpoints (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; empty: off")
-	logOpts.Define(f)
-	if len(args) > 0 && args[0] == "healthcheck" {
-		if err := f.Parse(args[1:]); err != nil {
-			return err
-		}
-		return cli.Healthcheck(context.Background(), o.Addr)
-	}
-	if err := f.Parse(args); err != nil {
-		return err
-	}
-	log, err := logOpts.Logger(os.Stderr)
-	if err != nil {
+	svc.Define(f)
+	log, err := svc.Start(f, args, &o.Addr)
+	if log == nil || err != nil {
 		return err
 	}
 	o.Logger = log
-	o.Worker.CacheBytes = int64(cacheBytes)
-	if err := cli.ServePprof(pprofAddr, log); err != nil {
-		return err
-	}
 	o.NATS.Name = "callcast-edge-" + o.Edge.ID
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

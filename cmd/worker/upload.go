@@ -40,10 +40,7 @@ func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		f.PrintDefaults()
 	}
 	f.String(&nopts.URL, "nats", "NATS_URL", "nats://127.0.0.1:4222", "NATS URL(s), comma-separated")
-	f.String(&nopts.Creds, "nats-creds", "NATS_CREDS", "", "NATS credentials file")
-	f.String(&nopts.User, "nats-user", "NATS_USER", "", "NATS user")
-	f.String(&nopts.Password, "nats-password", "NATS_PASSWORD", "", "NATS password")
-	f.String(&nopts.Token, "nats-token", "NATS_TOKEN", "", "NATS token")
+	f.NATSCredentials(&nopts.Creds, &nopts.User, &nopts.Password, &nopts.Token)
 	f.StringVar(&name, "name", "", "the audio's name; default: FILE's base name")
 	f.DurationVar(&timeout, "timeout", time.Minute, "give up after this long")
 	if err := f.Parse(args); err != nil {

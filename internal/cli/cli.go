@@ -133,3 +133,59 @@ func Healthcheck(ctx context.Context, addr string) error {
 	}
 	return nil
 }
+
+// Int64 defines an int64 flag defaulting to $env, else def.
+func (f *Flags) Int64(p *int64, name, env string, def int64, usage string) {
+	if v, ok := os.LookupEnv(env); ok && v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			f.errs = append(f.errs, fmt.Errorf("%s=%q: not an integer", env, v))
+		}
+		def = n
+	}
+	f.Int64Var(p, name, def, f.usage(usage, env))
+}
+
+// NATSCredentials defines the credential flags every NATS client takes.
+func (f *Flags) NATSCredentials(creds, user, password, token *string) {
+	f.String(creds, "nats-creds", "NATS_CREDS", "", "NATS credentials file")
+	f.String(user, "nats-user", "NATS_USER", "", "NATS user")
+	f.String(password, "nats-password", "NATS_PASSWORD", "", "NATS password")
+	f.String(token, "nats-token", "NATS_TOKEN", "", "NATS token")
+}
+
+// Service holds what every long-running command takes besides its own
+// settings: logging, profiling, and a `healthcheck` subcommand.
+type Service struct {
+	Log       Log
+	PprofAddr string
+}
+
+// Define adds -log-level, -log-format and -pprof-addr.
+func (s *Service) Define(f *Flags) {
+	f.String(&s.PprofAddr, "pprof-addr", "PPROF_ADDR", "", "serve Go profiling endpoints (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; empty: off")
+	s.Log.Define(f)
+}
+
+// Start parses args. For `healthcheck [flags]` it checks the local process
+// at *healthAddr and returns a nil logger; otherwise it returns the logger
+// and starts the profiling endpoints if asked.
+func (s *Service) Start(f *Flags, args []string, healthAddr *string) (*slog.Logger, error) {
+	if len(args) > 0 && args[0] == "healthcheck" {
+		if err := f.Parse(args[1:]); err != nil {
+			return nil, err
+		}
+		return nil, Healthcheck(context.Background(), *healthAddr)
+	}
+	if err := f.Parse(args); err != nil {
+		return nil, err
+	}
+	log, err := s.Log.Logger(os.Stderr)
+	if err != nil {
+		return nil, err
+	}
+	if err := ServePprof(s.PprofAddr, log); err != nil {
+		return nil, err
+	}
+	return log, nil
+}

@@ -99,3 +99,24 @@ func TestHealthcheck(t *testing.T) {
 		t.Fatal("nothing listening answered as healthy")
 	}
 }
+
+func TestServiceHealthcheckSubcommand(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	addr := ":1"
+	var svc Service
+	f := NewFlags("t")
+	f.String(&addr, "addr", "T_SVC_ADDR", ":1", "")
+	svc.Define(f)
+	log, err := svc.Start(f, []string{"healthcheck", "-addr", ":" + port}, &addr)
+	if log != nil || err != nil {
+		t.Fatalf("healthcheck against a healthy server: log %v, err %v", log, err)
+	}
+	f = NewFlags("t")
+	f.String(&addr, "addr", "T_SVC_ADDR", ":1", "")
+	svc.Define(f)
+	if log, err := svc.Start(f, []string{"-log-format", "json"}, &addr); log == nil || err != nil {
+		t.Fatalf("serve: log %v, err %v", log, err)
+	}
+}
