@@ -417,6 +417,7 @@ func (c *controller) checkWorker() {
 	it.attempt++
 	it.lost++
 	it.lastActivity = time.Now()
+	c.watchdog.Reset(c.ss.srv.cfg.RenderTimeout) // the next worker may die too
 	attempt, sent := it.attempt, it.sent
 	c.mu.Unlock()
 	c.ss.srv.metrics.errors.WithLabelValues("worker_lost").Inc()
