@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"math"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -21,7 +20,6 @@ import (
 	"github.com/callcast/callcast/internal/audio"
 	"github.com/callcast/callcast/internal/bus"
 	"github.com/callcast/callcast/internal/callsim"
-	"github.com/callcast/callcast/internal/edge"
 	"github.com/callcast/callcast/internal/worker"
 )
 
@@ -36,58 +34,11 @@ func startSystem(t *testing.T, audioDir string) *system {
 	return startSystemWith(t, worker.Config{AudioDir: audioDir, DefaultAudio: "speech.mp3"})
 }
 
+// startSystemWith runs one edge and one worker with wcfg (see startCluster).
 func startSystemWith(t *testing.T, wcfg worker.Config) *system {
 	t.Helper()
-	ns, err := bus.RunServer(bus.ServerOptions{Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	connect := func(name string) *nats.Conn {
-		nc, err := bus.Connect(bus.ConnOptions{URL: ns.ClientURL(), Name: name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = bus.Close(nc, 5*time.Second) })
-		return nc
-	}
-
-	w, err := worker.New(connect("worker"), wcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := w.Shutdown(ctx); err != nil {
-			t.Errorf("worker shutdown: %v", err)
-		}
-	})
-
-	srv, err := edge.New(connect("edge"), edge.Config{ID: "edge-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("edge shutdown: %v", err)
-		}
-		if err := <-served; err != nil {
-			t.Errorf("edge serve: %v", err)
-		}
-	})
-	return &system{wsURL: "ws://" + ln.Addr().String() + edge.PathMediaStream, nc: connect("producer"), worker: w}
+	c := startCluster(t, 1, 1, wcfg)
+	return &system{wsURL: c.edges[0], nc: c.nc, worker: c.workers[0]}
 }
 
 func newSid(prefix string) string {

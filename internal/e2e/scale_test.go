@@ -17,7 +17,8 @@ import (
 	"github.com/callcast/callcast/internal/worker"
 )
 
-// cluster is several edges and workers on one NATS server.
+// cluster is several edges and workers on one NATS server, each with its
+// own connection, all shut down (and checked) when the test ends.
 type cluster struct {
 	edges   []string // WebSocket URLs
 	workers []*worker.Worker
@@ -53,7 +54,9 @@ func startCluster(t *testing.T, edges, workers int, wcfg worker.Config) *cluster
 		t.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			_ = w.Shutdown(ctx)
+			if err := w.Shutdown(ctx); err != nil {
+				t.Errorf("%s shutdown: %v", cfg.ID, err)
+			}
 		})
 		c.workers = append(c.workers, w)
 	}
@@ -75,7 +78,9 @@ func startCluster(t *testing.T, edges, workers int, wcfg worker.Config) *cluster
 			if err := srv.Shutdown(ctx); err != nil {
 				t.Errorf("%s shutdown: %v", id, err)
 			}
-			<-served
+			if err := <-served; err != nil {
+				t.Errorf("%s serve: %v", id, err)
+			}
 		})
 		c.edges = append(c.edges, "ws://"+ln.Addr().String()+edge.PathMediaStream)
 	}
