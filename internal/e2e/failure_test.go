@@ -371,7 +371,12 @@ func (f *frames) attempt(id string, n int) (bytes int, first, last time.Time) {
 }
 
 func TestWorkerKilledMidPlayback(t *testing.T) {
-	const renderTimeout = 300 * time.Millisecond
+	// Under the race detector a healthy worker can take longer than 300 ms
+	// to decode its first frame; the edge must not take it for dead.
+	renderTimeout := 300 * time.Millisecond
+	if raceEnabled {
+		renderTimeout = 1500 * time.Millisecond
+	}
 
 	t.Run("another worker takes over", func(t *testing.T) {
 		fs := startFailSystem(t, failOptions{workers: 2, renderTimeout: renderTimeout})
@@ -610,7 +615,10 @@ func TestWorkerShutdownDrains(t *testing.T) {
 	})
 
 	t.Run("expired deadline stops playbacks", func(t *testing.T) {
-		const renderTimeout = 500 * time.Millisecond
+		renderTimeout := 500 * time.Millisecond
+		if raceEnabled {
+			renderTimeout = 1500 * time.Millisecond
+		}
 		fs := startFailSystem(t, failOptions{workers: 1, renderTimeout: renderTimeout})
 		sid := newSid("MZ")
 		ev := watch(t, fs.nc, sid)
