@@ -45,6 +45,11 @@ const (
 	// HeaderError, on a playback's last mark, says it ended early because
 	// the audio could not be decoded further.
 	HeaderError = "Callcast-Error"
+	// HeaderPing marks an empty message a worker publishes on StreamOut
+	// with a reply subject while it has nothing to send: the edge ignores
+	// it, and when no edge holds the stream any more, NATS answers the
+	// reply subject with a 503 (no responders) at once.
+	HeaderPing = "Callcast-Ping"
 )
 
 // MaxAudioNameLen bounds an audio name.
@@ -121,6 +126,15 @@ func CheckAudioName(name string) error {
 	return nil
 }
 
+// checkPlaybackID accepts what can be a NATS subject token and part of a
+// mark name: the characters of a stream SID.
+func checkPlaybackID(id string) error {
+	if twilio.CheckStreamSid(id) != nil {
+		return fmt.Errorf("%w: playbackId %.64q", ErrBadMessage, id)
+	}
+	return nil
+}
+
 // DecodePlayRequest decodes and checks a PlayRequest, defaulting Mode.
 func DecodePlayRequest(data []byte) (*PlayRequest, error) {
 	var m PlayRequest
@@ -157,8 +171,8 @@ func DecodeEnqueue(data []byte) (*Enqueue, error) {
 	if m.Type != TypeEnqueue {
 		return nil, fmt.Errorf("%w: type %.64q, want %q", ErrBadMessage, m.Type, TypeEnqueue)
 	}
-	if m.PlaybackID == "" || strings.ContainsAny(m.PlaybackID, ":/") {
-		return nil, fmt.Errorf("%w: playbackId %.64q", ErrBadMessage, m.PlaybackID)
+	if err := checkPlaybackID(m.PlaybackID); err != nil {
+		return nil, err
 	}
 	if err := CheckAudioName(m.Audio); err != nil {
 		return nil, err
@@ -181,8 +195,8 @@ func DecodeRenderRequest(data []byte) (*RenderRequest, error) {
 	if err := CheckStreamSid(m.StreamSid); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadMessage, err)
 	}
-	if m.PlaybackID == "" || strings.ContainsAny(m.PlaybackID, ":/") {
-		return nil, fmt.Errorf("%w: playbackId %.64q", ErrBadMessage, m.PlaybackID)
+	if err := checkPlaybackID(m.PlaybackID); err != nil {
+		return nil, err
 	}
 	if err := CheckAudioName(m.Audio); err != nil {
 		return nil, err

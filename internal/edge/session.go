@@ -247,6 +247,9 @@ func (ss *session) relay(msg *nats.Msg) {
 		}
 	}()
 	m := ss.srv.metrics
+	if msg.Header.Get(bus.HeaderPing) != "" {
+		return // a worker checking that the stream is still here
+	}
 	if n, _ := msg.Sub.Dropped(); n > 0 {
 		m.errors.WithLabelValues("bus_dropped").Inc()
 		ss.abort(errBusDropped)

@@ -33,6 +33,7 @@ const (
 // Reasons a playback stops early.
 var (
 	errNoEcho        = errors.New("worker: Twilio stopped echoing marks: the call or its edge is gone")
+	errStreamGone    = errors.New("worker: no edge holds the stream any more")
 	errStreamStopped = errors.New("worker: stream stopped")
 	errCleared       = errors.New("worker: cleared")
 	errInterrupted   = errors.New("worker: playback interrupted")
@@ -62,6 +63,8 @@ type playback struct {
 	heard    atomic.Int64  // offset confirmed played by mark echoes
 	lastEcho atomic.Int64  // unix nanoseconds of the last echo of this or an earlier playback's mark
 	silence  time.Duration // no echo for this long while audio is unheard: the call is gone
+	reply    string        // reply subject of its frames: NATS answers 503 there when no edge holds the stream
+	lastPub  time.Time     // when it last published on the stream
 	notify   chan struct{} // poked when heard changes or the playback must stop
 	stopMu   sync.Mutex
 	stopErr  error
@@ -144,8 +147,9 @@ func (p *playback) run(ctx context.Context) (int64, error) {
 	p.heard.Store(p.offset)
 	p.lastEcho.Store(time.Now().UnixNano())
 
-	msg := &nats.Msg{Subject: bus.StreamOut(p.sid), Header: nats.Header{}}
+	msg := &nats.Msg{Subject: bus.StreamOut(p.sid), Reply: p.reply, Header: nats.Header{}}
 	msg.Header.Set(bus.HeaderPlayback, bus.PlaybackHeader(p.id, p.attempt))
+	p.lastPub = time.Now()
 	if p.offset > 0 {
 		if err := p.skip(ctx, msg); err != nil {
 			return p.offset, err
@@ -176,6 +180,7 @@ func (p *playback) run(ctx context.Context) (int64, error) {
 			if err := p.nc.PublishMsg(msg); err != nil {
 				return sent, fmt.Errorf("worker: publish: %w", err)
 			}
+			p.lastPub = time.Now()
 			sent += int64(n)
 			if sent-lastMark >= p.markEvery {
 				if err := p.mark(msg, sent, false, ""); err != nil {
@@ -253,8 +258,19 @@ func (p *playback) pace(ctx context.Context, sent int64, t0 time.Time, timer *ti
 		if p.buffered(sent, t0, now) < p.lead {
 			return nil
 		}
-		// When the wall clock alone would let the next chunk go.
+		// Quiet for a ping interval: ask NATS whether an edge still holds
+		// the stream (see bus.HeaderPing).
+		if p.reply != "" && now.Sub(p.lastPub) >= pingEvery {
+			if err := p.ping(); err != nil {
+				return err
+			}
+		}
+		// When the wall clock alone would let the next chunk go, or the
+		// next ping is due.
 		wait := t0.Add(p.grace + time.Duration(p.backlog+sent-p.offset-p.lead+int64(p.chunk))*time.Millisecond/bytesPerMs).Sub(now)
+		if p.reply != "" {
+			wait = min(wait, p.lastPub.Add(pingEvery).Sub(now))
+		}
 		timer.Reset(max(wait, time.Millisecond))
 		select {
 		case <-ctx.Done():
@@ -289,12 +305,28 @@ func (p *playback) buffered(sent int64, t0, now time.Time) int64 {
 	return min(byMarks, byWall)
 }
 
+// pingEvery is how often a playback with nothing to send checks that an
+// edge still holds its stream.
+const pingEvery = 75 * time.Millisecond
+
+// ping publishes an empty HeaderPing message on the stream with the
+// playback's reply subject.
+func (p *playback) ping() error {
+	m := &nats.Msg{Subject: bus.StreamOut(p.sid), Reply: p.reply, Header: nats.Header{}}
+	m.Header.Set(bus.HeaderPing, "1")
+	if err := p.nc.PublishMsg(m); err != nil {
+		return fmt.Errorf("worker: publish ping: %w", err)
+	}
+	p.lastPub = time.Now()
+	return nil
+}
+
 func (p *playback) mark(msg *nats.Msg, off int64, last bool, detail string) error {
 	data, err := json.Marshal(bus.OutMessage{Event: twilio.EventMark, Mark: &twilio.Mark{Name: bus.PlaybackMark(p.id, off, last)}})
 	if err != nil {
 		return err
 	}
-	m := &nats.Msg{Subject: msg.Subject, Header: msg.Header, Data: data}
+	m := &nats.Msg{Subject: msg.Subject, Reply: msg.Reply, Header: msg.Header, Data: data}
 	if detail != "" {
 		m.Header = nats.Header{}
 		m.Header.Set(bus.HeaderPlayback, msg.Header.Get(bus.HeaderPlayback))

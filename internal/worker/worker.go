@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -139,6 +141,12 @@ type Worker struct {
 	ctx   context.Context // cancelled when Shutdown gives up waiting
 	kill  context.CancelFunc
 	jobs  sync.WaitGroup
+
+	// Playbacks' frames carry reply subjects under inbox; NATS answers
+	// there with a 503 when no edge holds the stream (see bus.HeaderPing).
+	inbox    string
+	inboxSub *nats.Subscription
+	byReply  sync.Map // reply token → *playback
 }
 
 // New returns a worker using nc. It fails if the audio directory cannot be
@@ -207,6 +215,11 @@ func (w *Worker) Start() error {
 		}
 	}
 	w.svc = svc
+	w.inbox = w.nc.NewInbox()
+	if w.inboxSub, err = w.nc.Subscribe(w.inbox+".*", w.onNoResponders); err != nil {
+		_ = svc.Stop()
+		return fmt.Errorf("worker: subscribe replies: %w", err)
+	}
 	w.log.Info("worker started", "audio_dir", w.cfg.AudioDir, "default_audio", w.cfg.DefaultAudio, "concurrency", w.cfg.Concurrency,
 		"object_store", w.lib.Shared(), "cache_bytes", w.cfg.CacheBytes)
 	return nil
@@ -229,7 +242,27 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 		<-done
 	}
 	w.kill()
+	if w.inboxSub != nil {
+		err = errors.Join(err, w.inboxSub.Unsubscribe())
+	}
 	return errors.Join(err, w.lib.Close())
+}
+
+// onNoResponders stops the playback whose frame or ping found no edge
+// holding its stream: the call is over, or its edge is gone.
+func (w *Worker) onNoResponders(msg *nats.Msg) {
+	if msg.Header.Get("Status") != "503" {
+		return
+	}
+	token := msg.Subject[strings.LastIndexByte(msg.Subject, '.')+1:]
+	if v, ok := w.byReply.Load(token); ok {
+		p := v.(*playback)
+		p.stop(errStreamGone)
+		select {
+		case p.notify <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // Active returns the number of playbacks in flight.
@@ -381,6 +414,12 @@ func (w *Worker) render(req micro.Request, rr *bus.RenderRequest) {
 	}
 	timed := &timedReader{r: src}
 	p.src = timed
+	if w.inbox != "" {
+		token := rr.PlaybackID + "-" + strconv.Itoa(rr.Attempt)
+		p.reply = w.inbox + "." + token
+		w.byReply.Store(token, p)
+		defer w.byReply.Delete(token)
+	}
 	w.m.active.Inc()
 	defer w.m.active.Dec()
 	start := time.Now()
@@ -449,8 +488,8 @@ func (w *Worker) publishEvent(ev bus.Event) {
 }
 
 func isStop(err error) bool {
-	return errors.Is(err, errStreamStopped) || errors.Is(err, errCleared) ||
-		errors.Is(err, errInterrupted) || errors.Is(err, errNoEcho) || errors.Is(err, context.Canceled)
+	return errors.Is(err, errStreamStopped) || errors.Is(err, errCleared) || errors.Is(err, errInterrupted) ||
+		errors.Is(err, errNoEcho) || errors.Is(err, errStreamGone) || errors.Is(err, context.Canceled)
 }
 
 // errorBody classifies err for producers.
