@@ -130,6 +130,8 @@ func TestAllInOneBinary(t *testing.T) {
 		`callcast_worker_playbacks_total{outcome="sent"} 1`,
 		"callcast_worker_transcode_realtime_factor_count 1",
 		`callcast_edge_errors_total{kind="bad_signature"} 1`,
+		"callcast_edge_playbacks_queued 0",
+		"callcast_edge_send_queue_depth_count",
 		"go_goroutines",
 	} {
 		if !strings.Contains(string(metrics), want) {

@@ -12,6 +12,8 @@ type metrics struct {
 	events       *prometheus.CounterVec // published to the bus, by event
 	errors       *prometheus.CounterVec // by kind
 	firstAudio   prometheus.Histogram
+	queued       prometheus.Gauge // playbacks waiting in the calls' queues
+	sendQueue    prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -39,8 +41,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time from a stream's start to the first audio relayed to it.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
+		queued: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "callcast_edge_playbacks_queued", Help: "Playbacks waiting in the calls' queues behind the one being sent.",
+		}),
+		sendQueue: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "callcast_edge_send_queue_depth",
+			Help:    "Messages waiting for a socket's writer, sampled as each message is queued.",
+			Buckets: []float64{0, 1, 2, 4, 8, 16, 32, 64},
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.sockets, m.streams, m.relayed, m.relayedBytes, m.events, m.errors, m.firstAudio} {
+	for _, c := range []prometheus.Collector{m.sockets, m.streams, m.relayed, m.relayedBytes, m.events, m.errors, m.firstAudio, m.queued, m.sendQueue} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -96,6 +96,7 @@ func (c *controller) onEnqueue(msg *nats.Msg) {
 		evs = c.interruptLocked("interrupt")
 	}
 	c.queue = append(c.queue, it)
+	c.ss.srv.metrics.queued.Inc()
 	next := c.advanceLocked()
 	c.mu.Unlock()
 
@@ -233,6 +234,7 @@ func (c *controller) advanceLocked() *item {
 	}
 	it := c.queue[0]
 	c.queue = slices.Delete(c.queue, 0, 1)
+	c.ss.srv.metrics.queued.Dec()
 	it.lastActivity = time.Now()
 	c.sending = it
 	c.watchdog.Reset(c.ss.srv.cfg.RenderTimeout)
@@ -285,6 +287,7 @@ func (c *controller) interruptLocked(reason string) []bus.Event {
 	for _, it := range c.queue {
 		evs = append(evs, c.event(bus.EventPlaybackInterrupted, it, reason))
 	}
+	c.ss.srv.metrics.queued.Sub(float64(len(c.queue)))
 	c.queue, c.sending, c.draining = nil, nil, nil
 	return evs
 }

@@ -293,6 +293,7 @@ func (ss *session) relay(msg *nats.Msg) {
 // for room. A peer that stays that far behind is closed: gaps in the middle
 // of speech are worse than a clean end.
 func (ss *session) enqueue(bp *[]byte) bool {
+	ss.srv.metrics.sendQueue.Observe(float64(len(ss.send)))
 	select {
 	case ss.send <- *bp:
 		return true
