@@ -147,7 +147,16 @@ type Worker struct {
 	inbox    string
 	inboxSub *nats.Subscription
 	byReply  sync.Map // reply token → *playback
+
+	reconnMu     sync.Mutex
+	reconnects   uint64    // the connection's reconnect count last seen
+	reconnSeenAt time.Time // when it was seen to change
 }
+
+// reconnectGrace is how long after this worker's connection came back a
+// no-responders answer is not believed: edges re-subscribe after a NATS
+// restart at their own pace.
+const reconnectGrace = 5 * time.Second
 
 // New returns a worker using nc. It fails if the audio directory cannot be
 // opened.
@@ -252,6 +261,15 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 // holding its stream: the call is over, or its edge is gone.
 func (w *Worker) onNoResponders(msg *nats.Msg) {
 	if msg.Header.Get("Status") != "503" {
+		return
+	}
+	w.reconnMu.Lock()
+	if r := w.nc.Stats().Reconnects; r != w.reconnects {
+		w.reconnects, w.reconnSeenAt = r, time.Now()
+	}
+	recent := time.Since(w.reconnSeenAt) < reconnectGrace
+	w.reconnMu.Unlock()
+	if recent {
 		return
 	}
 	token := msg.Subject[strings.LastIndexByte(msg.Subject, '.')+1:]
