@@ -169,6 +169,9 @@ func (p *playback) run(ctx context.Context) (int64, error) {
 			return sent, err
 		}
 		n, rerr := io.ReadFull(p.src, frame)
+		if err := p.stopped(); err != nil {
+			return sent, err // stopped while decoding: send nothing more
+		}
 		if n > 0 {
 			if t0.IsZero() {
 				t0 = time.Now()
