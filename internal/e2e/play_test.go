@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/callcast/callcast/internal/bus"
+	"github.com/callcast/callcast/internal/callsim"
 	"github.com/callcast/callcast/internal/edge"
 	"github.com/callcast/callcast/internal/twilio"
 	"github.com/callcast/callcast/internal/worker"
@@ -91,10 +92,7 @@ func (e *events) playback(t *testing.T, kind, id string, timeout time.Duration) 
 
 func TestProducerHearsPlaybackFinished(t *testing.T) {
 	s := producerSystem(t, "testdata/audio")
-	sid := newSid("MZ")
-	ev := watch(t, s.nc, sid)
-	call := dial(t, s, sid, "")
-	waitForStart(t, s, sid)
+	sid, ev, call := liveCall(t, s, 8)
 
 	reply := mustPlay(t, s.nc, bus.PlayRequest{StreamSid: sid, Audio: "speech.mp3", ID: "greeting-1"})
 	if reply.Type != bus.TypePlayReply || math.Abs(float64(reply.DurationMs)-3084) > 30 {
@@ -116,6 +114,18 @@ func TestProducerHearsPlaybackFinished(t *testing.T) {
 	checkCall(t, call, sid, readRef(t, "speech.ref.ulaw"))
 }
 
+// liveCall places a call that names no audio, plays out at speed, and is
+// held by the edge, ready for producers; it returns the call's stream SID
+// and its events.
+func liveCall(t *testing.T, s *system, speed float64) (string, *events, *callsim.Call) {
+	t.Helper()
+	sid := newSid("MZ")
+	ev := watch(t, s.nc, sid)
+	call := dialSpeed(t, s, sid, "", speed)
+	waitForStart(t, s, sid)
+	return sid, ev, call
+}
+
 // waitForStart waits until the edge holds sid (a play request would be
 // refused as unknown before).
 func waitForStart(t *testing.T, s *system, sid string) {
@@ -128,10 +138,7 @@ func waitForStart(t *testing.T, s *system, sid string) {
 
 func TestQueuedPlaybacksPlayInOrderWithoutGaps(t *testing.T) {
 	s := producerSystem(t, "testdata/audio")
-	sid := newSid("MZ")
-	ev := watch(t, s.nc, sid)
-	call := dialSpeed(t, s, sid, "", 4)
-	waitForStart(t, s, sid)
+	sid, ev, call := liveCall(t, s, 4)
 
 	// Two producers, each on its own connection, queue one clip each.
 	other, err := nats.Connect(s.nc.ConnectedUrl())
@@ -170,10 +177,7 @@ func TestRealTimePlaybackHasNoUnderruns(t *testing.T) {
 		t.Skip("plays 5 s of audio in real time")
 	}
 	s := producerSystem(t, "testdata/audio")
-	sid := newSid("MZ")
-	ev := watch(t, s.nc, sid)
-	call := dialSpeed(t, s, sid, "", 1)
-	waitForStart(t, s, sid)
+	sid, ev, call := liveCall(t, s, 1)
 	mustPlay(t, s.nc, bus.PlayRequest{StreamSid: sid, Audio: "tone440.mp3"})
 	b := mustPlay(t, s.nc, bus.PlayRequest{StreamSid: sid, Audio: "speech.mp3"})
 	ev.playback(t, bus.EventPlaybackFinished, b.PlaybackID, 15*time.Second)
@@ -189,10 +193,7 @@ func TestRealTimePlaybackHasNoUnderruns(t *testing.T) {
 
 func TestInterruptStopsWithinOneFrame(t *testing.T) {
 	s := producerSystem(t, "testdata/audio")
-	sid := newSid("MZ")
-	ev := watch(t, s.nc, sid)
-	call := dialSpeed(t, s, sid, "", 1)
-	waitForStart(t, s, sid)
+	sid, ev, call := liveCall(t, s, 1)
 
 	a := mustPlay(t, s.nc, bus.PlayRequest{StreamSid: sid, Audio: "speech.mp3"})
 	ev.playback(t, bus.EventPlaybackStarted, a.PlaybackID, 5*time.Second)
@@ -234,10 +235,7 @@ func TestInterruptStopsWithinOneFrame(t *testing.T) {
 
 func TestClearOnOutStopsPlayback(t *testing.T) {
 	s := producerSystem(t, "testdata/audio")
-	sid := newSid("MZ")
-	ev := watch(t, s.nc, sid)
-	call := dialSpeed(t, s, sid, "", 1)
-	waitForStart(t, s, sid)
+	sid, ev, call := liveCall(t, s, 1)
 	a := mustPlay(t, s.nc, bus.PlayRequest{StreamSid: sid, Audio: "speech.mp3"})
 	ev.playback(t, bus.EventPlaybackStarted, a.PlaybackID, 5*time.Second)
 	waitFor(t, "some audio to play", 5*time.Second, func() bool { return len(call.Played()) >= 4000 })
@@ -262,10 +260,7 @@ func TestClearOnOutStopsPlayback(t *testing.T) {
 
 func TestHangupStopsWorkerWithin100ms(t *testing.T) {
 	s := producerSystem(t, "testdata/audio")
-	sid := newSid("MZ")
-	ev := watch(t, s.nc, sid)
-	call := dialSpeed(t, s, sid, "", 1)
-	waitForStart(t, s, sid)
+	sid, ev, call := liveCall(t, s, 1)
 
 	var mu sync.Mutex
 	var last time.Time
@@ -336,10 +331,7 @@ func TestLongPlaybackHoldsTheLead(t *testing.T) {
 	dir := t.TempDir()
 	writeLongWAV(t, filepath.Join(dir, "hold.wav"), 5*time.Minute)
 	s := producerSystem(t, dir)
-	sid := newSid("MZ")
-	ev := watch(t, s.nc, sid)
-	call := dialSpeed(t, s, sid, "", 30)
-	waitForStart(t, s, sid)
+	sid, ev, call := liveCall(t, s, 30)
 	a := mustPlay(t, s.nc, bus.PlayRequest{StreamSid: sid, Audio: "hold.wav"})
 	if a.DurationMs != 300000 {
 		t.Errorf("durationMs %d, want 300000", a.DurationMs)
@@ -369,10 +361,7 @@ func TestBadPlayRequestsChangeNothing(t *testing.T) {
 		}
 	}
 	s := producerSystem(t, dir)
-	sid := newSid("MZ")
-	ev := watch(t, s.nc, sid)
-	call := dial(t, s, sid, "")
-	waitForStart(t, s, sid)
+	sid, ev, call := liveCall(t, s, 8)
 
 	tests := []struct {
 		name string
