@@ -489,7 +489,7 @@ func TestDrainingRefusesNewCalls(t *testing.T) {
 	started := subscribe(t, nc, bus.SubjectStreamStarted)
 	p.start(nil)
 	started.wait(t, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- srv.Shutdown(ctx) }()
