@@ -150,6 +150,14 @@ func play(t testing.TB, l *Library, name string) (data []byte, cached bool) {
 }
 
 // waitFor polls cond until it holds or 5 s pass.
+// idle reports whether l has no transcode running in the background: no
+// Stream finished after its Close and no fill in progress.
+func (l *Library) idle() bool {
+	l.fillMu.Lock()
+	defer l.fillMu.Unlock()
+	return len(l.finishers) == 0 && len(l.fills) == 0
+}
+
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -307,7 +315,7 @@ func TestFailedAndPartialTranscodesAreNotCached(t *testing.T) {
 			t.Fatalf("played %d bytes", len(got))
 		}
 	})
-	waitFor(t, "background work", func() bool { return len(l.finishers) == 0 })
+	waitFor(t, "background work", func() bool { return l.idle() })
 	if st := l.Stats(); st.Stored != 0 || st.MemoryEntries != 0 || l.pending.Load() != 0 {
 		t.Fatalf("stored: %+v, pending %d", st, l.pending.Load())
 	}
