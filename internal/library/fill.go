@@ -118,6 +118,9 @@ func (l *Library) openFill(src *source) (*Stream, bool, error) {
 	close(f.ready)
 
 	started := l.goBackground(func() {
+		if l.fillStarting != nil {
+			l.fillStarting()
+		}
 		// Reads of one 100 ms message, so that the sharers get their first
 		// frames after a few MP3 frames, not after a whole buffer's worth.
 		buf := make([]byte, 5*audio.FrameSize)

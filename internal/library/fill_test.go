@@ -21,6 +21,10 @@ func TestSimultaneousMissesDecodeOnce(t *testing.T) {
 	writeFile(t, dir, "prompt.wav", src)
 	want := reference(t, src)
 	l := newLibrary(t, Options{Dir: dir})
+	// Hold the decode until every call has opened, as a decode slower than
+	// the opens would: otherwise late opens may find the cache already.
+	allOpen := make(chan struct{})
+	l.fillStarting = func() { holdUntil(l, allOpen) }
 
 	const n = 20
 	streams := make([]*Stream, n)
@@ -36,6 +40,7 @@ func TestSimultaneousMissesDecodeOnce(t *testing.T) {
 		})
 	}
 	opened.Wait()
+	close(allOpen)
 	var read sync.WaitGroup
 	got := make([][]byte, n)
 	for i, s := range streams {
@@ -74,6 +79,8 @@ func TestFillFailureReachesEveryReader(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, dir, "cut.mp3", readTestdata(t, "truncated.mp3"))
 	l := newLibrary(t, Options{Dir: dir})
+	bothOpen := make(chan struct{})
+	l.fillStarting = func() { holdUntil(l, bothOpen) }
 	a, err := l.Open(context.Background(), "cut.mp3")
 	if err != nil {
 		t.Fatal(err)
@@ -84,6 +91,7 @@ func TestFillFailureReachesEveryReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
+	close(bothOpen)
 	ga, errA := io.ReadAll(a)
 	gb, errB := io.ReadAll(b)
 	if len(ga) == 0 || !bytes.Equal(ga, gb) {
@@ -95,5 +103,13 @@ func TestFillFailureReachesEveryReader(t *testing.T) {
 	// The fill has ended (its readers saw the error): nothing was cached.
 	if st := l.Stats(); st.Stored != 0 || st.Transcodes != 1 {
 		t.Fatalf("a broken transcode was cached or decoded twice: %+v", st)
+	}
+}
+
+// holdUntil blocks until c is closed or l is.
+func holdUntil(l *Library, c <-chan struct{}) {
+	select {
+	case <-c:
+	case <-l.ctx.Done():
 	}
 }

@@ -187,6 +187,8 @@ type Library struct {
 
 	fillMu sync.Mutex
 	fills  map[string]*fill // transcodes in progress, by cache key
+	// fillStarting, when set (by tests), runs as a fill's decode begins.
+	fillStarting func()
 
 	memHits, sharedHits, misses, joins, transcodes, stored, sharedStored atomic.Int64
 }
