@@ -158,6 +158,9 @@ type Worker struct {
 // restart at their own pace.
 const reconnectGrace = 5 * time.Second
 
+// flushTimeout bounds Start's wait for the server to confirm subscriptions.
+const flushTimeout = 2 * time.Second
+
 // New returns a worker using nc. It fails if the audio directory cannot be
 // opened.
 func New(nc *nats.Conn, cfg Config) (*Worker, error) {
@@ -228,6 +231,14 @@ func (w *Worker) Start() error {
 	if w.inboxSub, err = w.nc.Subscribe(w.inbox+".*", w.onNoResponders); err != nil {
 		_ = svc.Stop()
 		return fmt.Errorf("worker: subscribe replies: %w", err)
+	}
+	// Start means subscribed: once the server has the subscriptions, no
+	// stream start published after Start returns can miss this worker.
+	// Disconnected, the client subscribes again when it reconnects.
+	if !w.nc.IsConnected() {
+		w.log.Info("not connected to NATS yet; subscribing on connect")
+	} else if err := w.nc.FlushTimeout(flushTimeout); err != nil {
+		w.log.Warn("worker subscriptions not yet confirmed by the NATS server", "err", err)
 	}
 	w.log.Info("worker started", "audio_dir", w.cfg.AudioDir, "default_audio", w.cfg.DefaultAudio, "concurrency", w.cfg.Concurrency,
 		"object_store", w.lib.Shared(), "cache_bytes", w.cfg.CacheBytes)
