@@ -68,6 +68,13 @@ func FuzzParseOutbound(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		o, err := ParseOutbound(data)
+		// The fast path agrees with encoding/json on everything it takes.
+		if fast := parseCanonical(data); fast != nil {
+			full, err := parseOutbound(data)
+			if err != nil || !reflect.DeepEqual(fast, full) {
+				t.Fatalf("fast path took %q as %+v; encoding/json: %+v, %v", data, fast, full, err)
+			}
+		}
 		if err != nil {
 			if !errors.Is(err, ErrProtocol) {
 				t.Fatalf("error %v does not wrap ErrProtocol", err)

@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 )
 
 // Event names used on the wire.
@@ -253,17 +254,29 @@ func CheckPayload(payload string) error {
 	if n%4 != 0 {
 		return fmt.Errorf("%w: media.payload is not padded base64", ErrBadField)
 	}
-	for i := 0; i < n; i++ {
-		c := payload[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '+', c == '/':
-		case c == '=' && (i == n-1 || i == n-2 && payload[n-1] == '='):
-		default:
+	body := payload[:n-2]
+	for i := 0; i < len(body); i++ {
+		if !isBase64[body[i]] {
 			return fmt.Errorf("%w: media.payload is not standard base64 (byte %d)", ErrBadField, i)
 		}
 	}
+	// The last two may be padding: "x=" or "==".
+	switch a, b := payload[n-2], payload[n-1]; {
+	case !isBase64[a] && (a != '=' || b != '='):
+		return fmt.Errorf("%w: media.payload is not standard base64 (byte %d)", ErrBadField, n-2)
+	case !isBase64[b] && b != '=':
+		return fmt.Errorf("%w: media.payload is not standard base64 (byte %d)", ErrBadField, n-1)
+	}
 	return nil
 }
+
+// isBase64 marks the characters of the standard base64 alphabet.
+var isBase64 = func() (t [256]bool) {
+	for _, c := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/") {
+		t[c] = true
+	}
+	return t
+}()
 
 // Outbound is a message sent to Twilio, as decoded by ParseOutbound.
 type Outbound struct {
@@ -280,9 +293,14 @@ type Outbound struct {
 // fields and no others. Twilio's side of a test uses it to reject what the
 // real service would reject with error 31951.
 func ParseOutbound(data []byte) (*Outbound, error) {
-	if o := parseCanonicalMedia(data); o != nil {
+	if o := parseCanonical(data); o != nil {
 		return o, nil
 	}
+	return parseOutbound(data)
+}
+
+// parseOutbound is ParseOutbound with encoding/json, for any message.
+func parseOutbound(data []byte) (*Outbound, error) {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadJSON, err)
@@ -329,27 +347,52 @@ func ParseOutbound(data []byte) (*Outbound, error) {
 	return &o, nil
 }
 
-// parseCanonicalMedia decodes a media message written exactly as AppendMedia
-// writes it, without encoding/json; anything else returns nil, for the full
-// parser to judge.
-func parseCanonicalMedia(data []byte) *Outbound {
-	rest, ok := bytes.CutPrefix(data, []byte(`{"event":"media","streamSid":"`))
-	if !ok {
-		return nil
+// parseCanonical decodes a media or mark message written exactly as
+// AppendMedia or AppendMark write it, without encoding/json; anything else
+// returns nil, for the full parser to judge. What it accepts, the full
+// parser accepts as the same message.
+func parseCanonical(data []byte) *Outbound {
+	if rest, ok := bytes.CutPrefix(data, []byte(`{"event":"media","streamSid":"`)); ok {
+		sid, rest, ok := bytes.Cut(rest, []byte(`","media":{"payload":"`))
+		if !ok || CheckStreamSid(string(sid)) != nil {
+			return nil
+		}
+		payload, ok := bytes.CutSuffix(rest, []byte(`"}}`))
+		if !ok || CheckPayload(string(payload)) != nil {
+			return nil
+		}
+		o := &Outbound{Event: EventMedia, StreamSid: string(sid)}
+		o.Media = &struct {
+			Payload string `json:"payload"`
+		}{Payload: string(payload)}
+		return o
 	}
-	sid, rest, ok := bytes.Cut(rest, []byte(`","media":{"payload":"`))
-	if !ok || CheckStreamSid(string(sid)) != nil {
-		return nil
+	if rest, ok := bytes.CutPrefix(data, []byte(`{"event":"mark","streamSid":"`)); ok {
+		sid, rest, ok := bytes.Cut(rest, []byte(`","mark":{"name":"`))
+		if !ok || CheckStreamSid(string(sid)) != nil {
+			return nil
+		}
+		name, ok := bytes.CutSuffix(rest, []byte(`"}}`))
+		if !ok || !plainJSONString(name) {
+			return nil
+		}
+		return &Outbound{Event: EventMark, StreamSid: string(sid), Mark: &Mark{Name: string(name)}}
 	}
-	payload, ok := bytes.CutSuffix(rest, []byte(`"}}`))
-	if !ok || CheckPayload(string(payload)) != nil {
-		return nil
+	return nil
+}
+
+// plainJSONString reports whether b is a non-empty JSON string body that
+// decodes to itself: valid UTF-8 with no escape, quote or control character.
+func plainJSONString(b []byte) bool {
+	if len(b) == 0 {
+		return false
 	}
-	o := &Outbound{Event: EventMedia, StreamSid: string(sid)}
-	o.Media = &struct {
-		Payload string `json:"payload"`
-	}{Payload: string(payload)}
-	return o
+	for _, c := range b {
+		if c < 0x20 || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return utf8.Valid(b)
 }
 
 // onlyKey reports whether obj is a JSON object whose one key is exactly key.

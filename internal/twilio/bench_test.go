@@ -1,0 +1,40 @@
+package twilio
+
+import (
+	"strings"
+	"testing"
+)
+
+// BenchmarkCheckPayload checks one 100 ms media payload (1068 characters).
+func BenchmarkCheckPayload(b *testing.B) {
+	payload := strings.Repeat("//7+", 800/3) + "/w=="
+	b.SetBytes(int64(len(payload)))
+	for b.Loop() {
+		if err := CheckPayload(payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkParseOutbound parses what the edge sends Twilio: 100 ms media
+// messages and marks.
+func BenchmarkParseOutbound(b *testing.B) {
+	const sid = "MZ0123456789abcdef0123456789abcdef"
+	for _, bm := range []struct {
+		name string
+		msg  []byte
+	}{
+		{"media", AppendMedia(nil, sid, make([]byte, 800))},
+		{"mark", AppendMark(nil, sid, "pb-1:3200")},
+		{"clear", AppendClear(nil, sid)},
+	} {
+		b.Run(bm.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := ParseOutbound(bm.msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
