@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -690,4 +691,49 @@ func TestHangupWhenServerNeverAnswersClose(t *testing.T) {
 	default:
 		t.Error("Done not closed")
 	}
+}
+
+func TestAppendCallerMediaIsWhatEncodingJSONWrites(t *testing.T) {
+	const sid = "MZ0123456789abcdef0123456789abcdef"
+	for _, ulaw := range [][]byte{tone(FrameBytes), bytes.Repeat([]byte{0xFF}, FrameBytes), tone(1), tone(2)} {
+		want, err := json.Marshal(twilio.Message{
+			Event: twilio.EventMedia, SequenceNumber: "12", StreamSid: sid,
+			Media: &twilio.Media{Track: "inbound", Chunk: "11", Timestamp: "220", Payload: base64.StdEncoding.EncodeToString(ulaw)},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendCallerMedia(nil, 12, sid, 11, 220, ulaw); !bytes.Equal(got, want) {
+			t.Errorf("appendCallerMedia:\n%s\nencoding/json:\n%s", got, want)
+		}
+	}
+}
+
+// TestCountOnly: a call that keeps no audio counts and plays out exactly as
+// one that does, including payloads ending in base64 padding.
+func TestCountOnly(t *testing.T) {
+	checkGoroutines(t)
+	s := newTestServer(t, false)
+	c := dial(t, Config{URL: s.url, Speed: 20, CountOnly: true})
+	p := s.accept(t)
+	sid := p.handshake(t).StreamSid
+	p.sendMedia(t, sid, tone(BytesPerSecond/2+1)) // payload ends "=="
+	p.sendMedia(t, sid, tone(BytesPerSecond/2+2)) // "="
+	p.sendMark(t, sid, "end")
+	p.expect(t, twilio.EventMark)
+	if err := c.WaitMark(testCtx(t), "end"); err != nil {
+		t.Fatal(err)
+	}
+	const n = BytesPerSecond + 3
+	st := c.Stats()
+	if st.Media != 2 || st.Bytes != n || st.Played != n || st.Marks != 1 || st.Echoed != 1 || st.Errors != 0 {
+		t.Errorf("stats %+v, want 2 messages and %d bytes played", st, n)
+	}
+	if len(c.Received()) != 0 || len(c.Played()) != 0 || len(c.Messages()) != 0 {
+		t.Errorf("kept %d bytes received, %d played, %d messages", len(c.Received()), len(c.Played()), len(c.Messages()))
+	}
+	if err := c.Hangup(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	p.checkSeq(t)
 }

@@ -22,7 +22,8 @@ func bytesDuration(n int) time.Duration {
 // item is one entry of the playout queue: audio, or a mark waiting behind
 // the audio queued before it.
 type item struct {
-	audio  []byte
+	n      int    // bytes of audio left
+	audio  []byte // those bytes, when recording
 	mark   string
 	isMark bool
 }
@@ -32,14 +33,16 @@ type item struct {
 // times are passed in, so the model is deterministic; Call drives it with the
 // wall clock under its mutex.
 type playout struct {
-	rate float64 // bytes per second of wall time: BytesPerSecond × speed
+	rate   float64 // bytes per second of wall time: BytesPerSecond × speed
+	record bool    // keep the audio played in played
 
 	items    []item
 	buffered int       // audio bytes in items
 	last     time.Time // consumption is accounted up to here
 	frac     float64   // fraction of a byte carried between advances
 
-	played  []byte   // audio played out, in order
+	played  []byte   // audio played out, in order, when recording
+	nPlayed int      // bytes played out
 	echoes  []string // marks due to be echoed, in order; taken by takeEchoes
 	pending int      // marks in items
 
@@ -56,8 +59,10 @@ type playout struct {
 	discarded   int           // bytes refused over maxBufferedBytes
 }
 
-func newPlayout(speed float64) *playout {
-	return &playout{rate: BytesPerSecond * speed}
+// newPlayout returns a playout at speed times real time that keeps the
+// audio it plays if record is set.
+func newPlayout(speed float64, record bool) *playout {
+	return &playout{rate: BytesPerSecond * speed, record: record}
 }
 
 // advance plays out the audio due by now and moves marks that have reached
@@ -83,13 +88,17 @@ func (p *playout) advance(now time.Time) {
 		if n == 0 {
 			break
 		}
-		k := min(n, len(it.audio))
-		p.played = append(p.played, it.audio[:k]...)
-		it.audio = it.audio[k:]
+		k := min(n, it.n)
+		if it.audio != nil {
+			p.played = append(p.played, it.audio[:k]...)
+			it.audio = it.audio[k:]
+		}
+		it.n -= k
+		p.nPlayed += k
 		n -= k
 		consumed += k
 		p.buffered -= k
-		if len(it.audio) == 0 {
+		if it.n == 0 {
 			p.pop()
 		}
 	}
@@ -109,15 +118,19 @@ func (p *playout) pop() {
 	}
 }
 
-// push queues audio received at now. It reports false if the audio was
+// push queues n bytes of audio received at now; audio holds them when
+// recording and may be nil otherwise. It reports false if the audio was
 // refused because more than MaxBuffered would be queued.
-func (p *playout) push(now time.Time, audio []byte) bool {
+func (p *playout) push(now time.Time, n int, audio []byte) bool {
 	p.advance(now)
-	if len(audio) == 0 {
+	if n == 0 {
 		return true
 	}
-	if p.buffered+len(audio) > maxBufferedBytes {
-		p.discarded += len(audio)
+	if !p.record {
+		audio = nil
+	}
+	if p.buffered+n > maxBufferedBytes {
+		p.discarded += n
 		return false
 	}
 	if p.buffered == 0 {
@@ -132,8 +145,8 @@ func (p *playout) push(now time.Time, audio []byte) bool {
 		}
 		p.frac = 0
 	}
-	p.items = append(p.items, item{audio: audio})
-	p.buffered += len(audio)
+	p.items = append(p.items, item{n: n, audio: audio})
+	p.buffered += n
 	p.started = true
 	p.maxBuffered = max(p.maxBuffered, p.buffered)
 	return true
@@ -187,7 +200,7 @@ func (p *playout) nextWake(limit time.Duration) time.Duration {
 		if it.isMark {
 			break
 		}
-		ahead += len(it.audio)
+		ahead += it.n
 	}
 	d := time.Duration((float64(ahead) - p.frac) / p.rate * float64(time.Second))
 	return min(limit, max(d, time.Millisecond))

@@ -28,9 +28,9 @@ func TestPlayoutPlaysAtRate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := newPlayout(tt.speed)
+			p := newPlayout(tt.speed, true)
 			p.advance(at(0))
-			p.push(at(0), tone(8000))
+			p.pushAudio(at(0), tone(8000))
 			p.advance(at(tt.after))
 			if len(p.played) != tt.want || p.buffered != 8000-tt.want {
 				t.Errorf("played %d, buffered %d; want %d played", len(p.played), p.buffered, tt.want)
@@ -40,8 +40,8 @@ func TestPlayoutPlaysAtRate(t *testing.T) {
 }
 
 func TestPlayoutSmallStepsLoseNothing(t *testing.T) {
-	p := newPlayout(1)
-	p.push(at(0), tone(16000))
+	p := newPlayout(1, true)
+	p.pushAudio(at(0), tone(16000))
 	// 0.3 ms steps are 2.4 bytes each: fractions must carry.
 	for us := 300; us <= 1_000_000; us += 300 {
 		p.advance(t0.Add(time.Duration(us) * time.Microsecond))
@@ -55,14 +55,14 @@ func TestPlayoutSmallStepsLoseNothing(t *testing.T) {
 }
 
 func TestPlayoutMarks(t *testing.T) {
-	p := newPlayout(1)
+	p := newPlayout(1, true)
 	p.mark(at(0), "empty") // nothing buffered: due at once
 	if got := p.takeEchoes(); !reflect.DeepEqual(got, []string{"empty"}) {
 		t.Fatalf("echoes %q", got)
 	}
-	p.push(at(0), tone(160)) // 20 ms
+	p.pushAudio(at(0), tone(160)) // 20 ms
 	p.mark(at(0), "a")
-	p.push(at(0), tone(160))
+	p.pushAudio(at(0), tone(160))
 	p.mark(at(0), "b")
 	if w := p.nextWake(time.Second); w != 20*time.Millisecond {
 		t.Errorf("nextWake = %v, want 20ms until mark a", w)
@@ -85,10 +85,10 @@ func TestPlayoutMarks(t *testing.T) {
 }
 
 func TestPlayoutClear(t *testing.T) {
-	p := newPlayout(1)
-	p.push(at(0), tone(8000))
+	p := newPlayout(1, true)
+	p.pushAudio(at(0), tone(8000))
 	p.mark(at(0), "a")
-	p.push(at(0), tone(8000))
+	p.pushAudio(at(0), tone(8000))
 	p.mark(at(0), "b")
 	p.clear(at(500))
 	if got := p.takeEchoes(); !reflect.DeepEqual(got, []string{"a", "b"}) {
@@ -98,7 +98,7 @@ func TestPlayoutClear(t *testing.T) {
 		t.Errorf("played %d, cleared %d, buffered %d", len(p.played), p.cleared, p.buffered)
 	}
 	// Silence after a clear is no underrun.
-	p.push(at(2000), tone(800))
+	p.pushAudio(at(2000), tone(800))
 	p.advance(at(3000))
 	if p.underruns != 0 {
 		t.Errorf("%d underruns after clear", p.underruns)
@@ -128,34 +128,44 @@ func TestPlayoutUnderruns(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := newPlayout(tt.speed)
-			p.advance(at(0))
-			for _, s := range tt.steps {
-				if s.bytes > 0 {
-					p.push(at(s.ms), tone(s.bytes))
-				} else {
-					p.advance(at(s.ms))
+			for _, record := range []bool{true, false} {
+				p := newPlayout(tt.speed, record)
+				p.advance(at(0))
+				total := 0
+				for _, s := range tt.steps {
+					if s.bytes > 0 {
+						p.pushAudio(at(s.ms), tone(s.bytes))
+						total += s.bytes
+					} else {
+						p.advance(at(s.ms))
+					}
 				}
-			}
-			if p.underruns != tt.n || p.gap != tt.gap {
-				t.Errorf("underruns %d, gap %v; want %d, %v", p.underruns, p.gap, tt.n, tt.gap)
+				if p.underruns != tt.n || p.gap != tt.gap {
+					t.Errorf("record %v: underruns %d, gap %v; want %d, %v", record, p.underruns, p.gap, tt.n, tt.gap)
+				}
+				if kept := len(p.played); record && kept != p.nPlayed || !record && kept != 0 {
+					t.Errorf("record %v: kept %d bytes of %d played", record, kept, p.nPlayed)
+				}
 			}
 		})
 	}
 }
 
 func TestPlayoutMaxBufferedAndDiscard(t *testing.T) {
-	p := newPlayout(1)
-	p.push(at(0), tone(8000))
-	p.push(at(500), tone(8000))
+	p := newPlayout(1, true)
+	p.pushAudio(at(0), tone(8000))
+	p.pushAudio(at(500), tone(8000))
 	if p.maxBuffered != 12000 {
 		t.Errorf("maxBuffered %d, want 12000", p.maxBuffered)
 	}
-	p.push(at(500), make([]byte, maxBufferedBytes-12000))
-	if ok := p.push(at(500), tone(1)); ok || p.discarded != 1 {
+	p.pushAudio(at(500), make([]byte, maxBufferedBytes-12000))
+	if ok := p.pushAudio(at(500), tone(1)); ok || p.discarded != 1 {
 		t.Errorf("push over the cap = %v, discarded %d", ok, p.discarded)
 	}
 	if bytesDuration(p.maxBuffered) != MaxBuffered {
 		t.Errorf("maxBuffered %v, want %v", bytesDuration(p.maxBuffered), MaxBuffered)
 	}
 }
+
+// pushAudio queues recorded audio.
+func (p *playout) pushAudio(now time.Time, audio []byte) bool { return p.push(now, len(audio), audio) }

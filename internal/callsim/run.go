@@ -236,6 +236,7 @@ launch:
 		}
 		rep.Calls++
 		call := cfg.Call
+		call.CountOnly = true
 		call.Parameters = numbered(cfg.Call.Parameters, i)
 		if cfg.Caller != nil {
 			call.CallerAudio = bytes.NewReader(cfg.Caller)
