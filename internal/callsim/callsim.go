@@ -165,7 +165,7 @@ type Call struct {
 
 	mu       sync.Mutex // guards everything below
 	changed  chan struct{}
-	waiters  int // goroutines waiting on changed
+	waiters  int  // goroutines waiting on changed
 	local    bool // we hung up or closed
 	endErr   error
 	msgs     []twilio.Outbound
