@@ -378,6 +378,37 @@ func TestStartTimeout(t *testing.T) {
 	}
 }
 
+// TestReadTimeout: a started stream stays open while Twilio keeps sending
+// (caller audio every 20 ms, for several read timeouts) and is closed once
+// it goes silent for ReadTimeout.
+func TestReadTimeout(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	addr, nc := serve(t, Config{ReadTimeout: timeout})
+	p := dialPeer(t, addr)
+	events := subscribe(t, nc, bus.StreamEvents(p.sid))
+	p.start(nil)
+	media := twilio.Message{Event: twilio.EventMedia, Media: &twilio.Media{Track: "inbound", Chunk: "1", Timestamp: "0",
+		Payload: base64.StdEncoding.EncodeToString(make([]byte, 160))}}
+	for range 4 * timeout / (20 * time.Millisecond) {
+		p.send(media)
+		time.Sleep(20 * time.Millisecond)
+	}
+	events.mu.Lock()
+	early := append([][]byte(nil), events.msgs...)
+	events.mu.Unlock()
+	if len(early) != 0 {
+		t.Fatalf("stream ended while the peer was sending: %s", early[0])
+	}
+	silent := time.Now()
+	evs := events.events(t, 1)
+	if evs[0].Event != bus.EventStop || evs[0].Stop.Reason != bus.StopReasonError {
+		t.Fatalf("event %+v, want stop with reason error", evs[0])
+	}
+	if d := time.Since(silent); d < timeout*3/4 || d > timeout+2*time.Second {
+		t.Errorf("silent stream closed after %v, want about %v", d, timeout)
+	}
+}
+
 func TestSlowPeerIsClosed(t *testing.T) {
 	addr, nc := serve(t, Config{SendQueue: 4, SendTimeout: 200 * time.Millisecond, WriteTimeout: 500 * time.Millisecond})
 	p := dialPeer(t, addr)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -50,7 +51,7 @@ type session struct {
 }
 
 // mediaPrefix starts every media message Twilio sends.
-var mediaPrefix = []byte(`{"event":"media",`)
+const mediaPrefix = `{"event":"media",`
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
@@ -92,22 +93,49 @@ func (ss *session) readLoop() (string, error) {
 	cfg := &ss.srv.cfg
 	m := ss.srv.metrics
 	deadline := cfg.StartTimeout
+	var (
+		armed time.Time // when the read deadline was last set
+		head  [len(mediaPrefix)]byte
+	)
 	for {
-		_ = ss.conn.SetReadDeadline(time.Now().Add(deadline))
+		// Re-arm the deadline every second (or quarter deadline), not for
+		// every one of the 50 messages a second: a silent peer is still
+		// noticed within the deadline, if up to that much sooner.
+		if now := time.Now(); armed.IsZero() || now.Sub(armed) >= min(time.Second, deadline/4) {
+			_ = ss.conn.SetReadDeadline(now.Add(deadline))
+			armed = now
+		}
 		select { // after the deadline is set, so that abort's kick is not overwritten
 		case <-ss.done:
 			return ss.readError(nil)
 		default:
 		}
-		mt, data, err := ss.conn.ReadMessage()
+		mt, r, err := ss.conn.NextReader()
+		if err != nil {
+			return ss.readError(err)
+		}
+		n, err := io.ReadFull(r, head[:])
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			err = nil // a message shorter than head
+		}
 		if err != nil {
 			return ss.readError(err)
 		}
 		// Caller audio, 50 messages a second, is not used: once the stream
-		// has started, skip decoding what is plainly a media message.
-		if ss.sid != "" && mt == websocket.TextMessage && bytes.HasPrefix(data, mediaPrefix) {
+		// has started, skip what is plainly a media message unread, without
+		// allocating.
+		if ss.sid != "" && mt == websocket.TextMessage && n == len(head) && string(head[:]) == mediaPrefix {
+			if _, err := io.Copy(io.Discard, r); err != nil {
+				return ss.readError(err)
+			}
 			continue
 		}
+		buf := bytes.NewBuffer(make([]byte, 0, 512))
+		buf.Write(head[:n])
+		if _, err := buf.ReadFrom(r); err != nil {
+			return ss.readError(err)
+		}
+		data := buf.Bytes()
 		if mt != websocket.TextMessage {
 			m.errors.WithLabelValues("binary_frame").Inc()
 			ss.log.Warn("ignoring non-text websocket message", "type", mt, "bytes", len(data))
@@ -144,6 +172,7 @@ func (ss *session) readLoop() (string, error) {
 				return bus.StopReasonError, err
 			}
 			deadline = cfg.ReadTimeout
+			armed = time.Time{}
 		case twilio.EventMedia:
 			// Caller audio: nothing consumes it yet; reading it promptly
 			// keeps Twilio's sends flowing.
