@@ -4,8 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/callcast/callcast/internal/twilio"
 )
 
 func TestSubjects(t *testing.T) {
@@ -143,6 +147,9 @@ func FuzzDecoders(f *testing.F) {
 		`{"type":"callcast.render.v1","streamSid":"MZ1","playbackId":"p","audio":"a","offset":5,"ahead":[{"playbackId":"q","end":9,"heard":1}]}`,
 		`{"type":"callcast.stream.started.v1","streamSid":"MZ1","customParameters":{"audio":"x"}}`,
 		`{"type":"callcast.stream.event.v1","event":"mark","mark":{"name":"cc:p:1600"}}`,
+		`{"type":"callcast.stream.event.v1","event":"mark","streamSid":"MZ1","time":"2026-11-23T22:55:48.123456789Z","mark":{"name":"cc:p:1600"}}`,
+		`{"type":"callcast.stream.event.v1","event":"mark","streamSid":"MZ1","time":"2026-11-23T23:55:48+01:00","mark":{"name":"<"}}`,
+		`{"event":"mark","mark":{"name":"pb:1:1600"}}`,
 		`{"type":"callcast.stream.play.v1","playbackId":"p","audio":"a","mode":"queue"}`,
 		`{"type":"callcast.play.reply.v1","error":{"code":"bad_request","message":"x"}}`,
 		`null`, `[]`, `{"streamSid":{"a":[1,2,{}]}}`,
@@ -156,6 +163,23 @@ func FuzzDecoders(f *testing.F) {
 			}
 		}
 		ParsePlaybackMark(string(data))
+
+		// The fast paths agree with encoding/json on everything they take.
+		if fast, err := DecodeOut(data); err == nil {
+			if full, err := decodeOut(data); err != nil || !reflect.DeepEqual(fast, full) {
+				t.Fatalf("DecodeOut took %q as %+v; encoding/json: %+v, %v", data, fast, full, err)
+			}
+		}
+		if fast := decodeMarkEvent(data); fast != nil {
+			full, err := decodeEvent(data)
+			if err != nil || !fast.Time.Equal(full.Time) {
+				t.Fatalf("DecodeEvent took %q as %+v; encoding/json: %+v, %v", data, fast, full, err)
+			}
+			fast.Time, full.Time = time.Time{}, time.Time{}
+			if !reflect.DeepEqual(fast, full) {
+				t.Fatalf("DecodeEvent took %q as %+v; encoding/json: %+v", data, fast, full)
+			}
+		}
 	})
 }
 
@@ -172,5 +196,32 @@ func TestConnOptionsKeepSecretsOutOfLogs(t *testing.T) {
 	}
 	if !strings.Contains(out, "nats-1:4222") || !strings.Contains(out, "nats-2:4222") {
 		t.Errorf("log line lost the servers: %s", out)
+	}
+}
+
+// TestFastPathsTakeWhatTheProductWrites: the marks workers publish and the
+// mark events the edge publishes are decoded without encoding/json.
+func TestFastPathsTakeWhatTheProductWrites(t *testing.T) {
+	const sid = "MZ0123456789abcdef0123456789abcdef"
+	name := PlaybackMark("pb1", 1600, false)
+	out, err := json.Marshal(OutMessage{Event: twilio.EventMark, Mark: &twilio.Mark{Name: name}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rest, ok := strings.CutPrefix(string(out), string(markHead)); !ok || !strings.HasSuffix(rest, string(markTail)) {
+		t.Errorf("a worker's mark %s misses the fast path", out)
+	}
+	ev := NewEvent(sid, EventMark)
+	ev.Mark = &twilio.Mark{Name: name}
+	data, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := decodeMarkEvent(data)
+	if got == nil {
+		t.Fatalf("the edge's mark event %s misses the fast path", data)
+	}
+	if !got.Time.Equal(ev.Time) || got.StreamSid != sid || got.Mark.Name != name {
+		t.Errorf("decoded %+v, want %+v", got, ev)
 	}
 }

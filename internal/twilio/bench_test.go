@@ -38,3 +38,15 @@ func BenchmarkParseOutbound(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkParseMarkEcho parses Twilio's echo of a mark, five a second per
+// call.
+func BenchmarkParseMarkEcho(b *testing.B) {
+	msg := []byte(`{"event":"mark","sequenceNumber":"103","streamSid":"MZ0123456789abcdef0123456789abcdef","mark":{"name":"pb1:1600"}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseMessage(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -24,6 +24,13 @@ func FuzzParseMessage(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := ParseMessage(data)
+		// The fast path agrees with encoding/json on everything it takes.
+		if fast := parseMarkEcho(data); fast != nil {
+			full, err := parseMessage(data)
+			if (err == nil) != (fast.validate() == nil) || err == nil && !reflect.DeepEqual(fast, full) {
+				t.Fatalf("fast path took %q as %+v; encoding/json: %+v, %v", data, fast, full, err)
+			}
+		}
 		if err != nil {
 			if !errors.Is(err, ErrProtocol) {
 				t.Fatalf("error %v does not wrap ErrProtocol", err)
@@ -123,4 +130,17 @@ func FuzzParseOutbound(f *testing.F) {
 			t.Fatalf("round trip changed the message:\n%+v\n%+v", o, o2)
 		}
 	})
+}
+
+// TestMarkEchoFastPath: a mark echo as Twilio (and encoding/json) writes it
+// is decoded without encoding/json.
+func TestMarkEchoFastPath(t *testing.T) {
+	want := &Message{Event: EventMark, SequenceNumber: "103", StreamSid: "MZ0123456789abcdef0123456789abcdef", Mark: &Mark{Name: "pb1:1600"}}
+	data, err := json.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := parseMarkEcho(data); !reflect.DeepEqual(got, want) {
+		t.Fatalf("parseMarkEcho(%s) = %+v", data, got)
+	}
 }
