@@ -151,6 +151,8 @@ type Call struct {
 	acct string
 	t0   time.Time // when start was sent
 
+	armed time.Time // when the write deadline was last set; Dial's and the writer's
+
 	out        chan outMsg   // to the writer
 	writerDone chan struct{} // closed when the writer returns
 	stopProd   chan struct{} // closed by Hangup: stop caller audio and playout
@@ -443,10 +445,14 @@ func (c *Call) writeJSON(m any) error {
 	return c.write(b)
 }
 
-// write writes b as one text frame.
+// write writes b as one text frame, within writeTimeout. The deadline is
+// set again once a second, not for each of the 50 messages a second.
 func (c *Call) write(b []byte) error {
-	if err := c.conn.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
-		return err
+	if now := time.Now(); now.Sub(c.armed) >= time.Second {
+		if err := c.conn.SetWriteDeadline(now.Add(writeTimeout)); err != nil {
+			return err
+		}
+		c.armed = now
 	}
 	return c.conn.WriteMessage(websocket.TextMessage, b)
 }
