@@ -422,7 +422,7 @@ func TestWorkerKilledMidPlayback(t *testing.T) {
 			t.Errorf("the other worker took %s to take over, limit %s", first1.Sub(killed), limit)
 		}
 		if st := call.Stats(); st.Underruns != 0 && !raceEnabled {
-			t.Errorf("the caller heard %d gaps (%s): the hand-over outran the %s buffered at Twilio", st.Underruns, st.UnderrunTime, 1500*time.Millisecond)
+			t.Errorf("the caller heard %d gaps (%s): the hand-over outran the %s buffered at Twilio", st.Underruns, st.UnderrunTime, 2*time.Second)
 		}
 	})
 

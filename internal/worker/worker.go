@@ -33,6 +33,10 @@ import (
 // no audio.
 const NoDefaultAudio = "none"
 
+// MaxLead bounds Config.Lead well below the 10 minutes of audio Twilio
+// buffers: beyond a few seconds a lead only delays noticing a dead call.
+const MaxLead = time.Minute
+
 // ServiceName is the worker's NATS micro service name ($SRV.PING.callcast-worker).
 const ServiceName = "callcast-worker"
 
@@ -49,8 +53,9 @@ type Config struct {
 	DefaultAudio string
 	// Concurrency caps simultaneous playbacks. Default 1000.
 	Concurrency int
-	// Lead is how far sending may run ahead of what the caller has heard.
-	// Default 1.5 s.
+	// Lead is how far sending may run ahead of what the caller has heard:
+	// the margin that rides out a stall anywhere between the worker and
+	// Twilio. Default 2 s; at least MarkEvery + Chunk, at most MaxLead.
 	Lead time.Duration
 	// MarkEvery is the audio between progress marks. Default 200 ms.
 	MarkEvery time.Duration
@@ -96,7 +101,7 @@ func (c *Config) setDefaults() {
 		c.Concurrency = 1000
 	}
 	if c.Lead <= 0 {
-		c.Lead = 1500 * time.Millisecond
+		c.Lead = 2 * time.Second
 	}
 	if c.MarkEvery <= 0 {
 		c.MarkEvery = 200 * time.Millisecond
@@ -165,6 +170,9 @@ const flushTimeout = 2 * time.Second
 // opened.
 func New(nc *nats.Conn, cfg Config) (*Worker, error) {
 	cfg.setDefaults()
+	if min := cfg.MarkEvery + cfg.Chunk; cfg.Lead < min || cfg.Lead > MaxLead {
+		return nil, fmt.Errorf("worker: lead %v: want %v to %v", cfg.Lead, min, MaxLead)
+	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("worker: metrics: %w", err)
