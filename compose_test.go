@@ -511,12 +511,12 @@ var (
 	workerService = []string{"$SRV.PING", "$SRV.INFO", "$SRV.STATS", "$SRV.*.callcast-worker", "$SRV.*.callcast-worker.*"}
 	authPublish   = map[string][]string{
 		"edge": {"callcast.stream.started", "callcast.stream.*.events", "callcast.render"},
-		"worker": append([]string{"callcast.stream.*.out", "callcast.stream.*.events", "callcast.stream.*.play"},
+		"worker": append([]string{"callcast.stream.*.out", "callcast.stream.*.events", "callcast.stream.*.play", "callcast.edge.*.alive"},
 			objectStoreSubjects(workerBuckets...)...),
 		"producer": append([]string{"callcast.play", "callcast.stream.*.out"}, workerService...),
 	}
 	authSubscribe = map[string][]string{
-		"edge": {"callcast.stream.*.out", "callcast.stream.*.play", "_INBOX.>"},
+		"edge": {"callcast.stream.*.out", "callcast.stream.*.play", "callcast.edge.*.alive", "_INBOX.>"},
 		"worker": append([]string{"callcast.stream.started callcast-workers", "callcast.play callcast-workers",
 			"callcast.render callcast-workers", "callcast.stream.*.events", "_INBOX.>"}, workerService...),
 		"producer": {"callcast.stream.*.events", "_INBOX.>"},
@@ -820,6 +820,45 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 				t.Errorf("reply %q %v, want error 404", m.Data, m.Header)
 			}
 		}},
+		{"worker probes an edge, and learns when it is gone", func(t *testing.T) {
+			// What a worker's edge watch does: publish with a reply subject
+			// in its inbox; NATS answers 503 there only once no edge
+			// subscription is left.
+			s, err := edge.Subscribe("callcast.edge.E1.alive", func(*nats.Msg) {})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := edge.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			inbox := worker.NewInbox()
+			answers := sub(t, worker, inbox)
+			probe := func() {
+				t.Helper()
+				if err := worker.PublishMsg(&nats.Msg{Subject: "callcast.edge.E1.alive", Reply: inbox}); err != nil {
+					t.Fatal(err)
+				}
+				if err := worker.Flush(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			probe()
+			select {
+			case m := <-answers:
+				t.Fatalf("answer %v while the edge is there", m.Header)
+			case <-time.After(100 * time.Millisecond):
+			}
+			if err := s.Unsubscribe(); err != nil {
+				t.Fatal(err)
+			}
+			if err := edge.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			probe()
+			if m := receive(t, answers, "no responders"); m.Header.Get("Status") != "503" {
+				t.Errorf("answer %v, want status 503", m.Header)
+			}
+		}},
 		{"edge hands playbacks to one worker of the queue group", func(t *testing.T) {
 			out := sub(t, edge, "callcast.stream.MZ2.out")
 			const n = 6
@@ -928,6 +967,7 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 		{"edge", "taking render requests", queueSubscribe("callcast.render", "callcast-workers")},
 		{"edge", "reading events", subscribe("callcast.stream.MZ1.events")},
 		{"edge", "replies nobody asked for", publish("_INBOX.abc")},
+		{"edge", "probing edges", publish("callcast.edge.E1.alive")},
 		{"edge", "service discovery", publish("$SRV.PING")},
 		{"edge", "JetStream", publish("$JS.API.INFO")},
 		{"worker", "starting streams", publish("callcast.stream.started")},
@@ -944,6 +984,7 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 		{"worker", "another service's discovery", subscribe("$SRV.PING.other")},
 		{"worker", "unknown discovery verbs", subscribe("$SRV.*")},
 		{"worker", "replies nobody asked for", publish("_INBOX.abc")},
+		{"worker", "posing as an edge", subscribe("callcast.edge.*.alive")},
 		{"worker", "deleting a bucket", publish("$JS.API.STREAM.DELETE.OBJ_callcast-audio")},
 		{"worker", "other buckets", publish("$JS.API.STREAM.CREATE.OBJ_other")},
 		{"worker", "other buckets' objects", publish("$O.other.C.x")},
@@ -960,6 +1001,8 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 		{"producer", "taking render requests", queueSubscribe("callcast.render", "callcast-workers")},
 		{"producer", "taking stream starts", queueSubscribe("callcast.stream.started", "callcast-workers")},
 		{"producer", "replies nobody asked for", publish("_INBOX.abc")},
+		{"producer", "posing as an edge", subscribe("callcast.edge.E1.alive")},
+		{"producer", "probing edges", publish("callcast.edge.E1.alive")},
 		{"producer", "another service's discovery", publish("$SRV.PING.other")},
 		{"producer", "JetStream", publish("$JS.API.STREAM.CREATE.OBJ_callcast-audio")},
 		{"producer", "the audio bucket", publish("$O.callcast-audio.C.x")},

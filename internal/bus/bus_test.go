@@ -144,7 +144,7 @@ func FuzzDecoders(f *testing.F) {
 	for _, s := range []string{
 		`{"event":"media","media":{"payload":"/w=="}}`,
 		`{"type":"callcast.play.v1","streamSid":"MZ1","audio":"a.mp3","mode":"interrupt"}`,
-		`{"type":"callcast.render.v1","streamSid":"MZ1","playbackId":"p","audio":"a","offset":5,"ahead":[{"playbackId":"q","end":9,"heard":1}]}`,
+		`{"type":"callcast.render.v1","streamSid":"MZ1","playbackId":"p","audio":"a","offset":5,"ahead":[{"playbackId":"q","end":9,"heard":1}],"edgeAlive":"callcast.edge.e1.alive"}`,
 		`{"type":"callcast.stream.started.v1","streamSid":"MZ1","customParameters":{"audio":"x"}}`,
 		`{"type":"callcast.stream.event.v1","event":"mark","mark":{"name":"cc:p:1600"}}`,
 		`{"type":"callcast.stream.event.v1","event":"mark","streamSid":"MZ1","time":"2026-11-23T22:55:48.123456789Z","mark":{"name":"cc:p:1600"}}`,
@@ -223,5 +223,21 @@ func TestFastPathsTakeWhatTheProductWrites(t *testing.T) {
 	}
 	if !got.Time.Equal(ev.Time) || got.StreamSid != sid || got.Mark.Name != name {
 		t.Errorf("decoded %+v, want %+v", got, ev)
+	}
+}
+
+func TestEdgeAlive(t *testing.T) {
+	if s := EdgeAlive("Xh7Vq2"); s != "callcast.edge.Xh7Vq2.alive" || CheckEdgeAlive(s) != nil {
+		t.Errorf("EdgeAlive = %q, check %v", s, CheckEdgeAlive(s))
+	}
+	for _, bad := range []string{"", "callcast.edge..alive", "callcast.edge.a.b.alive", "callcast.edge.*.alive",
+		"callcast.edge.>", "callcast.stream.MZ1.out", "callcast.edge.a.alive.x", "_INBOX.abc"} {
+		if err := CheckEdgeAlive(bad); !errors.Is(err, ErrBadMessage) {
+			t.Errorf("CheckEdgeAlive(%q) = %v, want ErrBadMessage", bad, err)
+		}
+	}
+	req := `{"type":"callcast.render.v1","streamSid":"MZ1","playbackId":"p","audio":"a","edgeAlive":"callcast.stream.MZ1.out"}`
+	if _, err := DecodeRenderRequest([]byte(req)); !errors.Is(err, ErrBadMessage) {
+		t.Errorf("a render request naming another subject as the edge's: %v", err)
 	}
 }

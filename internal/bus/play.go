@@ -105,6 +105,9 @@ type RenderRequest struct {
 	// Twilio and plays before this one, so that the worker can pace from
 	// their marks too.
 	Ahead []Ahead `json:"ahead,omitempty"`
+	// EdgeAlive is the asking edge's EdgeAlive subject: the worker checks
+	// there that the edge still runs.
+	EdgeAlive string `json:"edgeAlive,omitempty"`
 }
 
 // Ahead is a playback fully sent but not yet fully heard.
@@ -210,6 +213,11 @@ func DecodeRenderRequest(data []byte) (*RenderRequest, error) {
 	for _, a := range m.Ahead {
 		if a.PlaybackID == "" || a.End < 0 || a.Heard < 0 {
 			return nil, fmt.Errorf("%w: bad playback ahead %+v", ErrBadMessage, a)
+		}
+	}
+	if m.EdgeAlive != "" {
+		if err := CheckEdgeAlive(m.EdgeAlive); err != nil {
+			return nil, err
 		}
 	}
 	return &m, nil

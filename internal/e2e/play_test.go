@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -400,8 +401,9 @@ func TestBadPlayRequestsChangeNothing(t *testing.T) {
 }
 
 // TestEdgeGoneStopsWorker: an edge that vanishes without a stop (its NATS
-// connection dies with it) no longer holds the stream; the worker's next
-// frame or ping gets NATS's no-responders answer and it stops within 100 ms.
+// connection dies with it) no longer holds the stream nor its alive
+// subject; the worker's next probe of the edge (or frame) gets NATS's
+// no-responders answer and it stops within 100 ms.
 func TestEdgeGoneStopsWorker(t *testing.T) {
 	ns, err := bus.RunServer(bus.ServerOptions{Listen: "127.0.0.1:0"})
 	if err != nil {
@@ -451,4 +453,38 @@ func TestEdgeGoneStopsWorker(t *testing.T) {
 	}
 	waitFor(t, "the worker to stop", limit, func() bool { return w.Active() == 0 })
 	t.Logf("worker stopped %s after the edge vanished", time.Since(gone).Round(time.Millisecond))
+}
+
+// TestSteadyPlaybackSendsNoPings: while a playback streams at real time,
+// its frames and the one probe per edge (bus.EdgeAlive) tell the worker
+// that the call is still there; it publishes no per-call pings, which at
+// 1000 calls would be another 10 000 messages a second.
+func TestSteadyPlaybackSendsNoPings(t *testing.T) {
+	dir := t.TempDir()
+	writeLongWAV(t, filepath.Join(dir, "hold.wav"), 6*time.Second)
+	s := producerSystem(t, dir)
+	sid, ev, _ := liveCall(t, s, 1)
+	var pings, frames atomic.Int64
+	sub, err := s.nc.Subscribe(bus.StreamOut(sid), func(m *nats.Msg) {
+		if m.Header.Get(bus.HeaderPing) != "" {
+			pings.Add(1)
+		} else {
+			frames.Add(1)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := s.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	a := mustPlay(t, s.nc, bus.PlayRequest{StreamSid: sid, Audio: "hold.wav"})
+	ev.playback(t, bus.EventPlaybackStarted, a.PlaybackID, 5*time.Second)
+	time.Sleep(time.Second) // past the first lead
+	p0, f0 := pings.Load(), frames.Load()
+	time.Sleep(3 * time.Second)
+	if p, f := pings.Load()-p0, frames.Load()-f0; p != 0 || f < 20 {
+		t.Errorf("in 3 s of steady playback: %d pings and %d frames, want none and about 45", p, f)
+	}
 }

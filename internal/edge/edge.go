@@ -22,6 +22,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twilio/twilio-go/client"
@@ -140,7 +141,11 @@ type Server struct {
 
 	// Play requests of every stream arrive on one channel, served by one
 	// goroutine started with the first stream.
-	plays     chan *nats.Msg
+	plays chan *nats.Msg
+	// alive is this process's bus.EdgeAlive subject, subscribed from New
+	// to the end of Shutdown: workers check there that it still runs.
+	alive     string
+	aliveSub  *nats.Subscription
 	playsOnce sync.Once
 	playsQuit chan struct{}
 	playsDone chan struct{}
@@ -167,6 +172,12 @@ func New(nc *nats.Conn, cfg Config) (*Server, error) {
 		sessions:  make(map[*session]struct{}),
 		streams:   make(map[string]*session),
 		validator: newValidator(cfg.AuthToken),
+		alive:     bus.EdgeAlive(nuid.Next()),
+	}
+	// Its messages need no answer: that the subscription exists is what
+	// the workers ask NATS.
+	if s.aliveSub, err = nc.Subscribe(s.alive, func(*nats.Msg) {}); err != nil {
+		return nil, fmt.Errorf("edge: subscribe %s: %w", s.alive, err)
 	}
 	if s.validator == nil {
 		s.log.Warn("TWILIO_AUTH_TOKEN is not set: webhook and media stream requests are NOT verified to come from Twilio; anyone who finds this edge can open streams")
@@ -246,10 +257,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		close(s.playsQuit)
 		<-s.playsDone
 	}
+	// Every call has ended: workers may now learn that this edge is gone.
+	err := s.aliveSub.Unsubscribe()
+	if errors.Is(err, nats.ErrConnectionClosed) {
+		err = nil // gone from the bus already
+	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := s.app.ShutdownWithContext(shutCtx); err != nil {
-		return fmt.Errorf("edge: shutdown http: %w", err)
+	if herr := s.app.ShutdownWithContext(shutCtx); herr != nil {
+		return fmt.Errorf("edge: shutdown http: %w", herr)
+	}
+	if err != nil {
+		return fmt.Errorf("edge: unsubscribe %s: %w", s.alive, err)
 	}
 	return nil
 }

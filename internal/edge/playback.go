@@ -302,7 +302,7 @@ func (c *controller) dispatch(it *item) {
 	it.reconnects = reconnects
 	req := bus.RenderRequest{
 		Type: bus.TypeRenderRequest, StreamSid: c.ss.sid, CallSid: c.ss.callSid, PlaybackID: it.id, Attempt: it.attempt,
-		RequestID: it.reqID, Audio: it.audio, Offset: it.sent, Ahead: c.aheadLocked(),
+		RequestID: it.reqID, Audio: it.audio, Offset: it.sent, Ahead: c.aheadLocked(), EdgeAlive: c.ss.srv.alive,
 	}
 	if c.closed {
 		c.mu.Unlock()

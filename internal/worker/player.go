@@ -65,9 +65,12 @@ type playback struct {
 	silence  time.Duration // no echo for this long while audio is unheard: the call is gone
 	reply    string        // reply subject of its frames: NATS answers 503 there when no edge holds the stream
 	lastPub  time.Time     // when it last published on the stream
-	notify   chan struct{} // poked when heard changes or the playback must stop
-	stopMu   sync.Mutex
-	stopErr  error
+	// pingEvery is how long it may go without publishing before it asks
+	// NATS whether an edge still holds the stream.
+	pingEvery time.Duration
+	notify    chan struct{} // poked when heard changes or the playback must stop
+	stopMu    sync.Mutex
+	stopErr   error
 }
 
 // observe handles the stream's events: mark echoes move heard forward;
@@ -115,6 +118,11 @@ func (p *playback) observe(msg *nats.Msg) {
 	default:
 		return
 	}
+	p.wake()
+}
+
+// wake pokes the playback's loop to look at its state.
+func (p *playback) wake() {
 	select {
 	case p.notify <- struct{}{}:
 	default:
@@ -263,7 +271,7 @@ func (p *playback) pace(ctx context.Context, sent int64, t0 time.Time, timer *ti
 		}
 		// Quiet for a ping interval: ask NATS whether an edge still holds
 		// the stream (see bus.HeaderPing).
-		if p.reply != "" && now.Sub(p.lastPub) >= pingEvery {
+		if p.reply != "" && now.Sub(p.lastPub) >= p.pingEvery {
 			if err := p.ping(); err != nil {
 				return err
 			}
@@ -272,7 +280,7 @@ func (p *playback) pace(ctx context.Context, sent int64, t0 time.Time, timer *ti
 		// next ping is due.
 		wait := t0.Add(p.grace + time.Duration(p.backlog+sent-p.offset-p.lead+int64(p.chunk))*time.Millisecond/bytesPerMs).Sub(now)
 		if p.reply != "" {
-			wait = min(wait, p.lastPub.Add(pingEvery).Sub(now))
+			wait = min(wait, p.lastPub.Add(p.pingEvery).Sub(now))
 		}
 		timer.Reset(max(wait, time.Millisecond))
 		select {
@@ -307,6 +315,11 @@ func (p *playback) buffered(sent int64, t0, now time.Time) int64 {
 	byWall := p.backlog + sent - p.offset - max(0, played)
 	return min(byMarks, byWall)
 }
+
+// streamPingEvery replaces pingEvery for a playback whose edge is watched
+// (see edgeWatch): the pings then only back up the stream's stop event, and
+// steady playback, which publishes every 200 ms, sends none.
+const streamPingEvery = time.Second
 
 // pingEvery is how often a playback with nothing to send checks that an
 // edge still holds its stream.

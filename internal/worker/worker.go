@@ -151,7 +151,12 @@ type Worker struct {
 	// there with a 503 when no edge holds the stream (see bus.HeaderPing).
 	inbox    string
 	inboxSub *nats.Subscription
-	byReply  sync.Map // reply token → *playback
+	byReply  sync.Map // reply token → *playback or *edgeWatch
+
+	edgesMu  sync.Mutex
+	edges    map[string]*edgeWatch // by alive subject
+	edgeN    int                   // edge watches started, for their tokens
+	watchers sync.WaitGroup        // probeEdge goroutines
 
 	reconnMu     sync.Mutex
 	reconnects   uint64    // the connection's reconnect count last seen
@@ -202,6 +207,7 @@ func New(nc *nats.Conn, cfg Config) (*Worker, error) {
 		lib:   lib,
 		m:     m,
 		slots: make(chan struct{}, cfg.Concurrency),
+		edges: make(map[string]*edgeWatch),
 		ctx:   ctx,
 		kill:  kill,
 	}, nil
@@ -270,6 +276,7 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 		<-done
 	}
 	w.kill()
+	w.watchers.Wait() // their playbacks have all ended
 	if w.inboxSub != nil {
 		err = errors.Join(err, w.inboxSub.Unsubscribe())
 	}
@@ -292,13 +299,13 @@ func (w *Worker) onNoResponders(msg *nats.Msg) {
 		return
 	}
 	token := msg.Subject[strings.LastIndexByte(msg.Subject, '.')+1:]
-	if v, ok := w.byReply.Load(token); ok {
-		p := v.(*playback)
-		p.stop(errStreamGone)
-		select {
-		case p.notify <- struct{}{}:
-		default:
-		}
+	v, _ := w.byReply.Load(token)
+	switch v := v.(type) {
+	case *playback:
+		v.stop(errStreamGone)
+		v.wake()
+	case *edgeWatch:
+		w.edgeGone(v)
 	}
 }
 
@@ -451,11 +458,18 @@ func (w *Worker) render(req micro.Request, rr *bus.RenderRequest) {
 	}
 	timed := &timedReader{r: src}
 	p.src = timed
+	p.pingEvery = pingEvery
 	if w.inbox != "" {
 		token := rr.PlaybackID + "-" + strconv.Itoa(rr.Attempt)
 		p.reply = w.inbox + "." + token
 		w.byReply.Store(token, p)
 		defer w.byReply.Delete(token)
+		if rr.EdgeAlive != "" {
+			// The edge's probe covers the edge vanishing; the stream's own
+			// pings only back up its stop event.
+			defer w.watchEdge(rr.EdgeAlive, p)()
+			p.pingEvery = streamPingEvery
+		}
 	}
 	w.m.active.Inc()
 	defer w.m.active.Dec()
@@ -526,7 +540,7 @@ func (w *Worker) publishEvent(ev bus.Event) {
 
 func isStop(err error) bool {
 	return errors.Is(err, errStreamStopped) || errors.Is(err, errCleared) || errors.Is(err, errInterrupted) ||
-		errors.Is(err, errNoEcho) || errors.Is(err, errStreamGone) || errors.Is(err, context.Canceled)
+		errors.Is(err, errNoEcho) || errors.Is(err, errStreamGone) || errors.Is(err, errEdgeGone) || errors.Is(err, context.Canceled)
 }
 
 // errorBody classifies err for producers.
