@@ -259,8 +259,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	// Every call has ended: workers may now learn that this edge is gone.
 	err := s.aliveSub.Unsubscribe()
-	if errors.Is(err, nats.ErrConnectionClosed) {
-		err = nil // gone from the bus already
+	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrBadSubscription) {
+		err = nil // gone from the bus already, or shut down before
 	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
