@@ -60,7 +60,7 @@ type Config struct {
 	// ReadLimit caps one inbound WebSocket message. Default 64 KiB.
 	ReadLimit int64
 	// SendQueue is the number of outbound messages buffered per socket.
-	// Default 64 (6.4 s of the workers' 100 ms messages).
+	// Default 64 (6.4 s of the workers' 200 ms media messages and their marks).
 	SendQueue int
 	// SendTimeout is how long a relay waits on a full send queue before the
 	// socket is judged dead and closed. Default 5 s.

@@ -60,7 +60,8 @@ type Config struct {
 	// MarkEvery is the audio between progress marks. Default 200 ms.
 	MarkEvery time.Duration
 	// Chunk is the audio in one media message, a multiple of 20 ms.
-	// Default 100 ms.
+	// Default 200 ms: one message per mark, half the messages of 100 ms
+	// chunks for the same pacing.
 	Chunk time.Duration
 	// MarkGrace is how long mark echoes may lag real time before pacing
 	// falls back to the wall clock. Default 500 ms.
@@ -107,7 +108,7 @@ func (c *Config) setDefaults() {
 		c.MarkEvery = 200 * time.Millisecond
 	}
 	if c.Chunk < 20*time.Millisecond {
-		c.Chunk = 100 * time.Millisecond
+		c.Chunk = 200 * time.Millisecond
 	}
 	if c.MarkGrace <= 0 {
 		c.MarkGrace = 500 * time.Millisecond

@@ -12,8 +12,8 @@ import (
 // is refused with the range in the error.
 func TestLeadBounds(t *testing.T) {
 	var nc *nats.Conn // New refuses before it touches the connection
-	for _, lead := range []time.Duration{100 * time.Millisecond, 299 * time.Millisecond, MaxLead + time.Second} {
-		if _, err := New(nc, Config{Lead: lead, AudioDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "want 300ms to 1m0s") {
+	for _, lead := range []time.Duration{100 * time.Millisecond, 399 * time.Millisecond, MaxLead + time.Second} {
+		if _, err := New(nc, Config{Lead: lead, AudioDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "want 400ms to 1m0s") {
 			t.Errorf("lead %v: err %v, want a range error", lead, err)
 		}
 	}
