@@ -516,9 +516,9 @@ var (
 		"producer": append([]string{"callcast.play", "callcast.stream.*.out"}, workerService...),
 	}
 	authSubscribe = map[string][]string{
-		"edge": {"callcast.stream.*.out", "callcast.stream.*.play", "callcast.edge.*.alive", "_INBOX.>"},
+		"edge": {"callcast.stream.*.out", "callcast.stream.*.play", "callcast.edge.*.alive", "_INBOX_callcast_edge.>"},
 		"worker": append([]string{"callcast.stream.started callcast-workers", "callcast.play callcast-workers",
-			"callcast.render callcast-workers", "callcast.stream.*.events", "_INBOX.>"}, workerService...),
+			"callcast.render callcast-workers", "callcast.stream.*.events", "_INBOX_callcast_worker.>"}, workerService...),
 		"producer": {"callcast.stream.*.events", "_INBOX.>"},
 	}
 	// authResponds are the users that answer requests: allow_responses.
@@ -691,9 +691,15 @@ var authPasswords = map[string]string{
 	"producer": authEnv["NATS_PRODUCER_PASSWORD"],
 }
 
+// authInbox is the inbox prefix each role's connections use, as the edge
+// and the worker set it (bus.ConnOptions.InboxPrefix); producers keep
+// NATS's default.
+var authInbox = map[string]string{"edge": bus.InboxEdge, "worker": bus.InboxWorker, "producer": nats.InboxPrefix[:len(nats.InboxPrefix)-1]}
+
 func connectAs(t *testing.T, ns *server.Server, user string) *nats.Conn {
 	t.Helper()
 	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.UserInfo(user, authPasswords[user]),
+		nats.CustomInboxPrefix(authInbox[user]),
 		nats.Name("test-"+user), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 	if err != nil {
 		t.Fatalf("connect as %s: %v", user, err)
@@ -967,6 +973,8 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 		{"edge", "taking render requests", queueSubscribe("callcast.render", "callcast-workers")},
 		{"edge", "reading events", subscribe("callcast.stream.MZ1.events")},
 		{"edge", "replies nobody asked for", publish("_INBOX.abc")},
+		{"edge", "reading producers' replies", subscribe("_INBOX.>")},
+		{"edge", "reading workers' replies", subscribe("_INBOX_callcast_worker.>")},
 		{"edge", "probing edges", publish("callcast.edge.E1.alive")},
 		{"edge", "service discovery", publish("$SRV.PING")},
 		{"edge", "JetStream", publish("$JS.API.INFO")},
@@ -984,6 +992,8 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 		{"worker", "another service's discovery", subscribe("$SRV.PING.other")},
 		{"worker", "unknown discovery verbs", subscribe("$SRV.*")},
 		{"worker", "replies nobody asked for", publish("_INBOX.abc")},
+		{"worker", "reading producers' replies", subscribe("_INBOX.>")},
+		{"worker", "reading edges' replies", subscribe("_INBOX_callcast_edge.>")},
 		{"worker", "posing as an edge", subscribe("callcast.edge.*.alive")},
 		{"worker", "deleting a bucket", publish("$JS.API.STREAM.DELETE.OBJ_callcast-audio")},
 		{"worker", "other buckets", publish("$JS.API.STREAM.CREATE.OBJ_other")},
@@ -1001,6 +1011,8 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 		{"producer", "taking render requests", queueSubscribe("callcast.render", "callcast-workers")},
 		{"producer", "taking stream starts", queueSubscribe("callcast.stream.started", "callcast-workers")},
 		{"producer", "replies nobody asked for", publish("_INBOX.abc")},
+		{"producer", "reading edges' replies", subscribe("_INBOX_callcast_edge.>")},
+		{"producer", "reading workers' replies", subscribe("_INBOX_callcast_worker.>")},
 		{"producer", "posing as an edge", subscribe("callcast.edge.E1.alive")},
 		{"producer", "probing edges", publish("callcast.edge.E1.alive")},
 		{"producer", "another service's discovery", publish("$SRV.PING.other")},
@@ -1039,7 +1051,7 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 			if err := resp.Flush(); err != nil {
 				t.Fatal(err)
 			}
-			inbox := nats.NewInbox()
+			inbox := req.NewInbox() // under the requester's own prefix
 			replies, err := req.SubscribeSync(inbox)
 			if err != nil {
 				t.Fatal(err)
@@ -1252,7 +1264,7 @@ func TestComposeNATSAuthProduct(t *testing.T) {
 			}
 		}},
 		{"a producer finds both workers", func(t *testing.T) {
-			inbox := nats.NewInbox()
+			inbox := producer.NewInbox()
 			replies, err := producer.SubscribeSync(inbox)
 			if err != nil {
 				t.Fatal(err)

@@ -11,6 +11,15 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
+// Inbox prefixes of the product's roles (ConnOptions.InboxPrefix): an
+// edge's or a worker's replies arrive under its own prefix, so that the
+// NATS permissions of each role (deploy/nats/auth.conf) can allow only its
+// own replies, not every client's "_INBOX.>".
+const (
+	InboxEdge   = "_INBOX_callcast_edge"
+	InboxWorker = "_INBOX_callcast_worker"
+)
+
 // ConnOptions says how to reach NATS. The zero value connects to
 // nats.DefaultURL with no credentials.
 type ConnOptions struct {
@@ -24,6 +33,11 @@ type ConnOptions struct {
 	User     string
 	Password string
 	Token    string
+	// InboxPrefix replaces "_INBOX" as the prefix of the subjects replies
+	// to this connection's requests go to (InboxEdge, InboxWorker), so that
+	// NATS permissions can let each role read only its own replies. Empty:
+	// "_INBOX".
+	InboxPrefix string
 	// InProcess, when set, connects to this embedded server without a socket
 	// and URL is ignored.
 	InProcess *server.Server
@@ -102,6 +116,9 @@ func Connect(o ConnOptions) (*nats.Conn, error) {
 		opts = append(opts, nats.UserInfo(o.User, o.Password))
 	case o.Token != "":
 		opts = append(opts, nats.Token(o.Token))
+	}
+	if o.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(o.InboxPrefix))
 	}
 	if o.InProcess != nil {
 		opts = append(opts, nats.InProcessServer(o.InProcess))

@@ -75,6 +75,7 @@ func Run(ctx context.Context, o Options) error {
 	if o.NATS.Name == "" {
 		o.NATS.Name = "callcast-edge"
 	}
+	o.NATS.InboxPrefix = bus.InboxEdge
 	log.Info("connecting to NATS", "nats", o.NATS)
 	nc, err := bus.Connect(o.NATS)
 	if err != nil {
@@ -86,6 +87,7 @@ func Run(ctx context.Context, o Options) error {
 	if allInOne {
 		wopts := o.NATS
 		wopts.Name = "callcast-worker"
+		wopts.InboxPrefix = bus.InboxWorker
 		wnc, err := bus.Connect(wopts)
 		if err != nil {
 			return err

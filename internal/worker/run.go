@@ -45,6 +45,7 @@ func Run(ctx context.Context, o RunOptions) error {
 	if o.NATS.Name == "" {
 		o.NATS.Name = "callcast-worker"
 	}
+	o.NATS.InboxPrefix = bus.InboxWorker
 	log.Info("connecting to NATS", "nats", o.NATS)
 	nc, err := bus.Connect(o.NATS)
 	if err != nil {
