@@ -28,7 +28,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -705,8 +704,7 @@ func (c *Call) handle(typ int, data []byte, now time.Time) {
 		} else if o.Event == twilio.EventMedia {
 			// ParseOutbound checked the payload: padded standard base64.
 			if c.cfg.CountOnly {
-				p := o.Media.Payload
-				n = len(p)/4*3 - strings.Count(p[len(p)-2:], "=")
+				n = twilio.PayloadLen(o.Media.Payload)
 			} else {
 				audio, _ = base64.StdEncoding.DecodeString(o.Media.Payload)
 				n = len(audio)

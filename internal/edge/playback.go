@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/callcast/callcast/internal/bus"
+	"github.com/callcast/callcast/internal/twilio"
 )
 
 // item is one playback on a call.
@@ -153,7 +154,7 @@ func (c *controller) admit(hdr string, out *bus.OutMessage, msg *nats.Msg) bool 
 			it.started, it.heardAt = true, now
 			evs = append(evs, c.event(bus.EventPlaybackStarted, it, ""))
 		}
-		it.sent += int64(payloadLen(out.Media.Payload))
+		it.sent += int64(twilio.PayloadLen(out.Media.Payload))
 	case "mark":
 		id, off, last, ok := bus.ParsePlaybackMark(out.Mark.Name)
 		if ok && id == it.id && off > it.sent {
@@ -249,15 +250,6 @@ func (c *controller) aheadLocked() []bus.Ahead {
 		a = append(a, bus.Ahead{PlaybackID: it.id, End: it.end, Heard: it.heard})
 	}
 	return a
-}
-
-// payloadLen is the exact length of the bytes a padded base64 string holds.
-func payloadLen(p string) int {
-	n := len(p) / 4 * 3
-	for i := len(p) - 1; i >= 0 && p[i] == '='; i-- {
-		n--
-	}
-	return n
 }
 
 // estimateHeard is what the caller has heard of it: the marks' count, moved

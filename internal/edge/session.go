@@ -302,7 +302,7 @@ func (ss *session) relay(msg *nats.Msg) {
 	switch out.Event {
 	case twilio.EventMedia:
 		b = twilio.AppendMediaBase64(b, ss.sid, out.Media.Payload)
-		m.relayedBytes.Add(float64(payloadLen(out.Media.Payload)))
+		m.relayedBytes.Add(float64(twilio.PayloadLen(out.Media.Payload)))
 		if !ss.gotAudio.Swap(true) {
 			m.firstAudio.Observe(time.Since(ss.startedAt).Seconds())
 		}

@@ -144,3 +144,12 @@ func TestMarkEchoFastPath(t *testing.T) {
 		t.Fatalf("parseMarkEcho(%s) = %+v", data, got)
 	}
 }
+
+func TestPayloadLen(t *testing.T) {
+	for n := 1; n <= 12; n++ {
+		p := base64.StdEncoding.EncodeToString(make([]byte, n))
+		if err := CheckPayload(p); err != nil || PayloadLen(p) != n {
+			t.Errorf("PayloadLen(%q) = %d, want %d (check: %v)", p, PayloadLen(p), n, err)
+		}
+	}
+}

@@ -305,6 +305,16 @@ func CheckPayload(payload string) error {
 	return nil
 }
 
+// PayloadLen is the number of μ-law bytes in a payload CheckPayload
+// accepted: what it decodes to, without decoding it.
+func PayloadLen(payload string) int {
+	n := len(payload) / 4 * 3
+	for i := len(payload) - 1; i >= 0 && payload[i] == '='; i-- {
+		n--
+	}
+	return n
+}
+
 // isBase64 marks the characters of the standard base64 alphabet.
 var isBase64 = func() (t [256]bool) {
 	for _, c := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/") {
