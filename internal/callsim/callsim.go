@@ -783,19 +783,10 @@ func (c *Call) wait(ctx context.Context, cond func() bool) error {
 			c.mu.Unlock()
 			return nil
 		}
-		ch := c.changed
-		c.waiters++
+		ch := c.watchLocked()
 		c.mu.Unlock()
-		var err error
-		select {
-		case <-ch:
-		case <-c.done:
-			err = ErrClosed
-		case <-ctx.Done():
-			err = ctx.Err()
-		}
+		err := c.await(ctx, ch, nil)
 		c.mu.Lock()
-		c.waiters--
 		ok := cond()
 		c.mu.Unlock()
 		if ok {
@@ -852,8 +843,7 @@ func (c *Call) WaitIdle(ctx context.Context, quiet time.Duration) error {
 			c.mu.Unlock()
 			return nil
 		}
-		ch := c.changed
-		c.waiters++
+		ch := c.watchLocked()
 		c.mu.Unlock()
 		var tick <-chan time.Time
 		if ready {
@@ -864,22 +854,37 @@ func (c *Call) WaitIdle(ctx context.Context, quiet time.Duration) error {
 			}
 			tick = timer.C
 		}
-		var err error
-		select {
-		case <-ch:
-		case <-tick:
-		case <-c.done:
-			err = ErrClosed
-		case <-ctx.Done():
-			err = ctx.Err()
-		}
-		c.mu.Lock()
-		c.waiters--
-		c.mu.Unlock()
-		if err != nil {
+		if err := c.await(ctx, ch, tick); err != nil {
 			return err
 		}
 	}
+}
+
+// watchLocked returns the channel closed at the call's next change and
+// counts the caller as a waiter, so that the change is broadcast. Called
+// with mu held; pass the channel to await.
+func (c *Call) watchLocked() <-chan struct{} {
+	c.waiters++
+	return c.changed
+}
+
+// await waits on ch from watchLocked, or tick, until one fires, the call
+// ends (ErrClosed) or ctx is done, and stops counting the caller as a
+// waiter.
+func (c *Call) await(ctx context.Context, ch <-chan struct{}, tick <-chan time.Time) error {
+	var err error
+	select {
+	case <-ch:
+	case <-tick:
+	case <-c.done:
+		err = ErrClosed
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	c.mu.Lock()
+	c.waiters--
+	c.mu.Unlock()
+	return err
 }
 
 // Marks returns the names of the marks echoed to the server, in order. An
