@@ -141,24 +141,9 @@ func startFailSystem(t *testing.T, o failOptions) *failSystem {
 		t.Fatal(err)
 	}
 	fs.edge = srv
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("edge shutdown: %v", err)
-		}
-		if err := <-served; err != nil {
-			t.Errorf("edge serve: %v", err)
-		}
-	})
-	fs.httpURL = "http://" + ln.Addr().String()
-	fs.system = &system{wsURL: "ws://" + ln.Addr().String() + edge.PathMediaStream, nc: connect("producer"), worker: fs.workers[0].Worker}
+	addr := serveEdge(t, "edge", srv)
+	fs.httpURL = "http://" + addr
+	fs.system = &system{wsURL: "ws://" + addr + edge.PathMediaStream, nc: connect("producer"), worker: fs.workers[0].Worker}
 	return fs
 }
 

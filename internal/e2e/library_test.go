@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"net"
 	"os"
 	"slices"
 	"strings"
@@ -51,23 +50,7 @@ func startJSSystem(t *testing.T) *jsSystem {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("edge shutdown: %v", err)
-		}
-		if err := <-served; err != nil {
-			t.Errorf("edge serve: %v", err)
-		}
-	})
-	s.wsURL = "ws://" + ln.Addr().String() + edge.PathMediaStream
+	s.wsURL = "ws://" + serveEdge(t, "edge", srv) + edge.PathMediaStream
 	s.nc = s.connect(t, "producer")
 	return s
 }

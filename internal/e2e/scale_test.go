@@ -66,25 +66,33 @@ func startCluster(t *testing.T, edges, workers int, wcfg worker.Config) *cluster
 		if err != nil {
 			t.Fatal(err)
 		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		served := make(chan error, 1)
-		go func() { served <- srv.Serve(ln) }()
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := srv.Shutdown(ctx); err != nil {
-				t.Errorf("%s shutdown: %v", id, err)
-			}
-			if err := <-served; err != nil {
-				t.Errorf("%s serve: %v", id, err)
-			}
-		})
-		c.edges = append(c.edges, "ws://"+ln.Addr().String()+edge.PathMediaStream)
+		c.edges = append(c.edges, "ws://"+serveEdge(t, id, srv)+edge.PathMediaStream)
 	}
 	return c
+}
+
+// serveEdge serves srv on a loopback port until the test ends, then shuts
+// it down and fails the test if it did not stop cleanly. It returns the
+// address (host:port).
+func serveEdge(t *testing.T, id string, srv *edge.Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("%s shutdown: %v", id, err)
+		}
+		if err := <-served; err != nil {
+			t.Errorf("%s serve: %v", id, err)
+		}
+	})
+	return ln.Addr().String()
 }
 
 // TestTwoEdgesThreeWorkers places calls on two edges served by three
