@@ -156,17 +156,19 @@ type Event struct {
 	Stop      *Stop        `json:"stop,omitempty"`
 	Playback  *Playback    `json:"playback,omitempty"`
 	Error     *Error       `json:"error,omitempty"`
+	Speech    *Speech      `json:"speech,omitempty"`
 }
 
 // Playback is the body of the playback.* Events.
 type Playback struct {
 	ID         string `json:"id"`                   // the playback's ID, unique across workers
 	RequestID  string `json:"requestId,omitempty"`  // the producer's own ID for it, if it gave one
-	Audio      string `json:"audio"`                // the audio's name
+	Audio      string `json:"audio,omitempty"`      // the audio's name (files)
+	Stream     string `json:"stream,omitempty"`     // the stream's format (streamed playbacks), as StreamFormat.String
 	DurationMs int64  `json:"durationMs,omitempty"` // length of the audio
 	SentMs     int64  `json:"sentMs,omitempty"`     // audio sent to the call so far
 	HeardMs    int64  `json:"heardMs,omitempty"`    // audio Twilio confirmed as played
-	Reason     string `json:"reason,omitempty"`     // why it was interrupted: stop, clear, interrupt, shutdown
+	Reason     string `json:"reason,omitempty"`     // why it was interrupted: stop, clear, interrupt, shutdown, barge_in
 }
 
 // DTMF is the body of a dtmf Event.

@@ -65,9 +65,14 @@ const (
 type PlayRequest struct {
 	Type      string `json:"type,omitempty"` // TypePlayRequest; may be omitted
 	StreamSid string `json:"streamSid"`
-	Audio     string `json:"audio"`
-	Mode      string `json:"mode,omitempty"` // ModeQueue (default) or ModeInterrupt
-	ID        string `json:"id,omitempty"`   // the producer's own ID, echoed in events
+	// Audio names a file in the library; Stream instead asks for a
+	// streamed playback whose audio the producer publishes on
+	// PlaybackAudio(playbackId). Exactly one of the two.
+	Audio         string        `json:"audio,omitempty"`
+	Stream        *StreamFormat `json:"stream,omitempty"`
+	Mode          string        `json:"mode,omitempty"`          // ModeQueue (default) or ModeInterrupt
+	ID            string        `json:"id,omitempty"`            // the producer's own ID, echoed in events
+	Interruptible bool          `json:"interruptible,omitempty"` // the caller's speech stops it (barge-in)
 }
 
 // PlayReply answers a PlayRequest, an Enqueue or a RenderRequest: either a
@@ -76,18 +81,24 @@ type PlayReply struct {
 	Type       string `json:"type"`
 	PlaybackID string `json:"playbackId,omitempty"`
 	DurationMs int64  `json:"durationMs,omitempty"`
-	Error      *Error `json:"error,omitempty"`
+	// AudioSubject, for a streamed playback, is where the producer
+	// publishes its audio: PlaybackAudio(PlaybackID). Something is
+	// subscribed there before the reply is sent.
+	AudioSubject string `json:"audioSubject,omitempty"`
+	Error        *Error `json:"error,omitempty"`
 }
 
 // Enqueue is a checked PlayRequest forwarded by a worker to the edge that
 // holds the stream.
 type Enqueue struct {
-	Type       string `json:"type"`
-	PlaybackID string `json:"playbackId"`
-	RequestID  string `json:"requestId,omitempty"`
-	Audio      string `json:"audio"`
-	Mode       string `json:"mode"`
-	DurationMs int64  `json:"durationMs,omitempty"`
+	Type          string        `json:"type"`
+	PlaybackID    string        `json:"playbackId"`
+	RequestID     string        `json:"requestId,omitempty"`
+	Audio         string        `json:"audio,omitempty"`
+	Stream        *StreamFormat `json:"stream,omitempty"`
+	Mode          string        `json:"mode"`
+	DurationMs    int64         `json:"durationMs,omitempty"`
+	Interruptible bool          `json:"interruptible,omitempty"`
 }
 
 // RenderRequest asks a worker to send one playback's audio to a stream,
@@ -129,6 +140,17 @@ func CheckAudioName(name string) error {
 	return nil
 }
 
+// checkSource accepts exactly one of a file's name and a stream format.
+func checkSource(audio string, stream *StreamFormat) error {
+	switch {
+	case stream != nil && audio != "":
+		return fmt.Errorf("%w: both audio and stream given", ErrBadMessage)
+	case stream != nil:
+		return stream.Check()
+	}
+	return CheckAudioName(audio)
+}
+
 // checkPlaybackID accepts what can be a NATS subject token and part of a
 // mark name: the characters of a stream SID.
 func checkPlaybackID(id string) error {
@@ -150,7 +172,7 @@ func DecodePlayRequest(data []byte) (*PlayRequest, error) {
 	if err := CheckStreamSid(m.StreamSid); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadMessage, err)
 	}
-	if err := CheckAudioName(m.Audio); err != nil {
+	if err := checkSource(m.Audio, m.Stream); err != nil {
 		return nil, err
 	}
 	if m.Mode == "" {
@@ -177,7 +199,7 @@ func DecodeEnqueue(data []byte) (*Enqueue, error) {
 	if err := checkPlaybackID(m.PlaybackID); err != nil {
 		return nil, err
 	}
-	if err := CheckAudioName(m.Audio); err != nil {
+	if err := checkSource(m.Audio, m.Stream); err != nil {
 		return nil, err
 	}
 	if m.Mode != ModeQueue && m.Mode != ModeInterrupt {
