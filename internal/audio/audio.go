@@ -36,8 +36,9 @@ const (
 	// change, so it can key a cache of transcoded audio. History: 1, the
 	// first pipeline; 2, the 3.75 kHz multistage filter, encoder delay
 	// trimmed without a LAME tag, MPEG-2 padding, MPEG-2.5 decoding and
-	// bad MP3 frames replaced by silence.
-	PipelineVersion = "2"
+	// bad MP3 frames replaced by silence; 3, MP3 synthesis output rounded
+	// (ISO 11172-4 full accuracy) instead of truncated.
+	PipelineVersion = "3"
 )
 
 // Errors returned by NewTranscoder and Transcoder.Read; they wrap the cause.

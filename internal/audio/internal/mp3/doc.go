@@ -21,7 +21,7 @@
 //     own results (the output is unchanged).
 //
 // Where upstream decodes correctly the output is byte for byte the same
-// (TestPatchedDecoderMatchesUpstream). Changed lines are marked
+// (TestPatchedDecoderMatchesUpstream). Synthesis output is rounded at 2^15 (ISO 11172-4 full accuracy; upstream truncated). Changed lines are marked
 // "callcast:". The decoder delivers 16-bit
 // little-endian stereo samples (mono sources are duplicated), at the
 // source's sample rate.

@@ -678,11 +678,13 @@ func (f *Frame) subbandSynthesis(gr int, ch int, out []byte) {
 				sum += u_vec[j+i]
 			}
 			// sum now contains time sample 32*ss+i. Convert to 16-bit signed int
-			samp := int(sum * 32767)
+			// callcast: scaled by 2^15 and rounded (full scale is 32768;
+			// truncating int(sum*32767) was only ISO "limited accuracy").
+			samp := int(math.RoundToEven(float64(sum) * 32768))
 			if samp > 32767 {
 				samp = 32767
-			} else if samp < -32767 {
-				samp = -32767
+			} else if samp < -32768 {
+				samp = -32768
 			}
 			s := int16(samp)
 			idx := 4 * (32*ss + i)
