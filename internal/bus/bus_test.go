@@ -46,6 +46,9 @@ func TestDecodeOut(t *testing.T) {
 		{"mark without name", `{"event":"mark","mark":{}}`, false},
 		{"mark name too long", `{"event":"mark","mark":{"name":"` + strings.Repeat("x", 257) + `"}}`, false},
 		{"too large", `{"event":"clear","pad":"` + strings.Repeat("x", MaxMessageSize) + `"}`, false},
+		// The fast path of canonical media is bounded too.
+		{"too large media", `{"event":"media","media":{"payload":"` + strings.Repeat("AAAA", MaxMessageSize/4) + `"}}`, false},
+		{"media at the limit", `{"event":"media","media":{"payload":"` + strings.Repeat("AAAA", (MaxMessageSize-40)/4) + `"}}`, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -74,6 +77,18 @@ func TestDecodePlayRequest(t *testing.T) {
 		{"audio too long", `{"streamSid":"MZ1","audio":"` + strings.Repeat("a", 300) + `"}`, "", false},
 		{"wrong types", `{"streamSid":1,"audio":true}`, "", false},
 		{"id too long", `{"streamSid":"MZ1","audio":"a","id":"` + strings.Repeat("i", 200) + `"}`, "", false},
+		{"stream pcm", `{"streamSid":"MZ1","stream":{"format":"pcm_s16le","sampleRate":24000,"channels":1},"id":"utt-7"}`, ModeQueue, true},
+		{"stream mulaw", `{"streamSid":"MZ1","stream":{"format":"mulaw"},"mode":"interrupt","interruptible":true}`, ModeInterrupt, true},
+		{"stream mp3", `{"streamSid":"MZ1","stream":{"format":"mp3"}}`, ModeQueue, true},
+		{"stream wav", `{"streamSid":"MZ1","stream":{"format":"wav"}}`, ModeQueue, true},
+		{"stream and audio", `{"streamSid":"MZ1","audio":"a.mp3","stream":{"format":"mulaw"}}`, "", false},
+		{"stream without format", `{"streamSid":"MZ1","stream":{}}`, "", false},
+		{"stream unknown format", `{"streamSid":"MZ1","stream":{"format":"opus"}}`, "", false},
+		{"pcm without rate", `{"streamSid":"MZ1","stream":{"format":"pcm_s16le","channels":1}}`, "", false},
+		{"pcm rate too high", `{"streamSid":"MZ1","stream":{"format":"pcm_s16le","sampleRate":96000,"channels":1}}`, "", false},
+		{"pcm three channels", `{"streamSid":"MZ1","stream":{"format":"pcm_s16le","sampleRate":16000,"channels":3}}`, "", false},
+		{"mulaw at 16 kHz", `{"streamSid":"MZ1","stream":{"format":"mulaw","sampleRate":16000}}`, "", false},
+		{"mp3 with a rate", `{"streamSid":"MZ1","stream":{"format":"mp3","sampleRate":44100}}`, "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

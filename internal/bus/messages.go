@@ -77,6 +77,11 @@ type OutMedia struct {
 // DecodeOut decodes and checks an OutMessage: a known event with a valid
 // body (padded standard base64 for media, a name for mark).
 func DecodeOut(data []byte) (*OutMessage, error) {
+	// Every path, fast or slow, is bounded: a server configured for larger
+	// payloads must not relay more than a callcast process accepts.
+	if len(data) > MaxMessageSize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), MaxMessageSize)
+	}
 	// Workers' media messages have exactly this shape: skip encoding/json.
 	if payload, ok := bytes.CutPrefix(data, mediaHead); ok {
 		if payload, ok = bytes.CutSuffix(payload, mediaTail); ok && bytes.IndexAny(payload, `"\`) < 0 {
