@@ -317,8 +317,14 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 // incomingCall answers Twilio's voice webhook with TwiML that connects the
 // call to this edge's media stream.
 func (s *Server) incomingCall(c *fiber.Ctx) error {
-	if s.draining.Load() {
+	// A call connected to an edge that cannot reach the bus would stay
+	// silent: a 503 lets Twilio take the number's fallback URL instead.
+	switch {
+	case s.draining.Load():
 		return c.Status(fiber.StatusServiceUnavailable).SendString("draining\n")
+	case !s.nc.IsConnected():
+		s.metrics.errors.WithLabelValues("webhook_no_nats").Inc()
+		return c.Status(fiber.StatusServiceUnavailable).SendString("nats: " + s.nc.Status().String() + "\n")
 	}
 	params := map[string]string{}
 	audio := c.FormValue("audio")

@@ -553,3 +553,33 @@ func TestDrainingRefusesNewCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestWebhookRefusesWhileNATSIsDown(t *testing.T) {
+	ns, err := bus.RunServer(bus.ServerOptions{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := connect(t, ns.ClientURL())
+	srv, err := New(nc, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func() int {
+		resp, err := srv.App().Test(httptest.NewRequest("POST", "/incoming-call", nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode
+	}
+	if got := call(); got != 200 {
+		t.Fatalf("webhook with NATS up: %d, want 200", got)
+	}
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	waitFor(t, "NATS disconnected", func() bool { return !nc.IsConnected() })
+	// Twilio takes the number's fallback URL on a 503, instead of
+	// connecting a call that would stay silent.
+	if got := call(); got != 503 {
+		t.Fatalf("webhook with NATS down: %d, want 503", got)
+	}
+}
