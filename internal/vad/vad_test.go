@@ -1,0 +1,217 @@
+package vad
+
+import (
+	"math"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+
+	"github.com/callcast/callcast/internal/audio"
+)
+
+// encode turns samples in [-1, 1] into μ-law.
+func encode(x []float64) []byte {
+	out := make([]byte, len(x))
+	for i, v := range x {
+		out[i] = audio.EncodeMulaw(int16(max(-32768, min(32767, math.Round(v*32768)))))
+	}
+	return out
+}
+
+// gain returns the linear amplitude of level dB.
+func gain(db float64) float64 { return math.Pow(10, db/20) }
+
+// whiteNoise returns n samples of Gaussian noise at rms dB (re full scale).
+func whiteNoise(r *rand.Rand, n int, db float64) []float64 {
+	x := make([]float64, n)
+	g := gain(db)
+	for i := range x {
+		x[i] = r.NormFloat64() * g
+	}
+	return x
+}
+
+// voiced returns n samples of a harmonic, speech-like sound: a 140 Hz
+// pulse train's first 20 harmonics, at rms about db.
+func voiced(n int, db float64) []float64 {
+	x := make([]float64, n)
+	g := gain(db) * math.Sqrt2 / math.Sqrt(20)
+	for i := range x {
+		for h := 1; h <= 20; h++ {
+			x[i] += g * math.Sin(2*math.Pi*140*float64(h)*float64(i)/8000) / math.Sqrt(float64(h))
+		}
+	}
+	return x
+}
+
+// run feeds b in chunks of size bytes from stream time 0 and returns every
+// event, draining Next.
+func run(d *Detector, b []byte, size int) []Event {
+	var evs []Event
+	for i := 0; i < len(b); i += size {
+		chunk := b[i:min(len(b), i+size)]
+		for ev, ok := d.Process(chunk, int64(i)/8); ok; ev, ok = d.Next() {
+			evs = append(evs, ev)
+		}
+	}
+	return evs
+}
+
+func TestSilenceNoEvents(t *testing.T) {
+	silence := make([]byte, 8000*60)
+	for i := range silence {
+		silence[i] = 0xFF
+	}
+	if evs := run(New(Config{}), silence, FrameSize); len(evs) != 0 {
+		t.Fatalf("a minute of 0xFF fired %v", evs)
+	}
+}
+
+// utterance returns noise at noiseDB with a voiced burst from onMs to offMs.
+func utterance(seed uint64, totalMs, onMs, offMs int, noiseDB, speechDB float64) []byte {
+	r := rand.New(rand.NewPCG(seed, 1))
+	x := whiteNoise(r, totalMs*8, noiseDB)
+	v := voiced((offMs-onMs)*8, speechDB)
+	for i, s := range v {
+		x[onMs*8+i] += s
+	}
+	return encode(x)
+}
+
+func TestBurstInNoise(t *testing.T) {
+	b := utterance(1, 6000, 2000, 3500, -46, -26)
+	evs := run(New(Config{}), b, FrameSize)
+	if len(evs) != 2 || evs[0].Kind != SpeechStarted || evs[1].Kind != SpeechStopped {
+		t.Fatalf("events %+v, want a start and a stop", evs)
+	}
+	if d := evs[0].AtMs - 2000; d < -20 || d > 20 {
+		t.Errorf("started at %d ms, true onset 2000", evs[0].AtMs)
+	}
+	if d := evs[1].AtMs - 3500; d < -20 || d > 20 {
+		t.Errorf("stopped at %d ms, true end 3500", evs[1].AtMs)
+	}
+	if evs[0].DurationMs != 0 || evs[1].DurationMs != evs[1].AtMs-evs[0].AtMs {
+		t.Errorf("durations %+v", evs)
+	}
+}
+
+// TestChunking: the same audio gives the same events whatever the size of
+// the pieces it comes in, as long as its timestamps are right.
+func TestChunking(t *testing.T) {
+	b := utterance(2, 10000, 1000, 2500, -50, -20)
+	b = append(b, utterance(3, 4000, 1000, 1700, -50, -30)...)
+	want := run(New(Config{}), b, FrameSize)
+	if len(want) != 4 {
+		t.Fatalf("events %+v, want two utterances", want)
+	}
+	for _, size := range []int{8, 80, 3200, 8000 * 3, len(b)} {
+		if got := run(New(Config{}), b, size); !reflect.DeepEqual(got, want) {
+			t.Errorf("in pieces of %d bytes: %+v, want %+v", size, got, want)
+		}
+	}
+	// Pieces that are not whole ms get timestamps rounded down to the
+	// ms, as Twilio's would be: events may move by 1 ms.
+	for _, size := range []int{1, 7, 333} {
+		got := run(New(Config{}), b, size)
+		if len(got) != len(want) {
+			t.Fatalf("in pieces of %d bytes: %+v, want %+v", size, got, want)
+		}
+		for i := range got {
+			if got[i].Kind != want[i].Kind || abs(got[i].AtMs-want[i].AtMs) > 1 || abs(got[i].DurationMs-want[i].DurationMs) > 1 {
+				t.Errorf("in pieces of %d bytes: %+v, want %+v", size, got, want)
+				break
+			}
+		}
+	}
+}
+
+func abs(x int64) int64 { return max(x, -x) }
+
+func TestReset(t *testing.T) {
+	b := utterance(4, 4000, 1000, 2500, -50, -20)
+	d := New(Config{StartMs: 100, HangoverMs: 300})
+	want := run(d, b, FrameSize)
+	d.Process(b[:8000*1.2], 0) // mid-utterance
+	d.Reset()
+	if got := run(d, b, FrameSize); !reflect.DeepEqual(got, want) {
+		t.Fatalf("after Reset: %+v, want %+v", got, want)
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		cfg       Config
+		start, hg int
+	}{
+		{"zero", Config{}, DefaultStartMs / FrameMs, DefaultHangoverMs / FrameMs},
+		{"negative", Config{StartMs: -1, HangoverMs: -5}, DefaultStartMs / FrameMs, DefaultHangoverMs / FrameMs},
+		{"rounded up", Config{StartMs: 41, HangoverMs: 1}, 3, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := New(tc.cfg)
+			if d.startFrames != tc.start || d.hangoverFrames != tc.hg {
+				t.Errorf("frames %d/%d, want %d/%d", d.startFrames, d.hangoverFrames, tc.start, tc.hg)
+			}
+		})
+	}
+}
+
+func TestQueueOverflowAlternates(t *testing.T) {
+	// Many short utterances in one call: more events than the queue
+	// holds. What comes out still alternates, starting with a start.
+	var b []byte
+	for i := range 20 {
+		b = append(b, utterance(uint64(10+i), 1500, 500, 900, -50, -20)...)
+	}
+	d := New(Config{StartMs: 20, HangoverMs: 200})
+	evs := run(d, b, len(b))
+	if len(evs) == 0 || len(evs) > queueLen {
+		t.Fatalf("%d events, want 1..%d", len(evs), queueLen)
+	}
+	checkWellFormed(t, evs)
+}
+
+// checkWellFormed: starts and stops alternate from a start, stops last
+// as long as they say, and times do not go backwards.
+func checkWellFormed(t *testing.T, evs []Event) {
+	t.Helper()
+	for i, ev := range evs {
+		want := SpeechStarted
+		if i%2 == 1 {
+			want = SpeechStopped
+		}
+		if ev.Kind != want {
+			t.Fatalf("event %d is %v, want %v: %+v", i, ev.Kind, want, evs)
+		}
+		if ev.DurationMs < 0 || (ev.Kind == SpeechStarted && ev.DurationMs != 0) {
+			t.Fatalf("event %d: bad duration: %+v", i, ev)
+		}
+		if i > 0 && ev.AtMs < evs[i-1].AtMs {
+			t.Fatalf("event %d goes back in time: %+v", i, evs)
+		}
+	}
+}
+
+func TestKindString(t *testing.T) {
+	for k, want := range map[Kind]string{None: "none", SpeechStarted: "speech.started", SpeechStopped: "speech.stopped", 7: "none"} {
+		if got := k.String(); got != want {
+			t.Errorf("%d: %q, want %q", k, got, want)
+		}
+	}
+}
+
+func TestProcessAllocs(t *testing.T) {
+	b := utterance(5, 2000, 500, 1500, -50, -20)
+	d := New(Config{})
+	ts := int64(0)
+	allocs := testing.AllocsPerRun(500, func() {
+		i := int(ts*8) % len(b)
+		for _, ok := d.Process(b[i:i+FrameSize], ts); ok; _, ok = d.Next() {
+		}
+		ts += FrameMs
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per frame", allocs)
+	}
+}
