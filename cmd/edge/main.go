@@ -46,6 +46,7 @@ func run(args []string) error {
 	f.Int(&o.Worker.Concurrency, "worker-concurrency", "WORKER_CONCURRENCY", 1000, "all-in-one: simultaneous playbacks")
 	f.Duration(&o.Worker.Lead, "lead", "PLAYBACK_LEAD", 2*time.Second, "all-in-one: how far a playback may run ahead of what the caller has heard")
 	f.Int64(&o.Worker.CacheBytes, "cache-bytes", "CACHE_BYTES", 256<<20, "all-in-one: memory cache of transcoded audio, bytes; negative: none")
+	f.Int(&o.Edge.MaxQueuedPlaybacks, "max-queued-playbacks", "MAX_QUEUED_PLAYBACKS", 100, "playbacks that may wait on one call; past it callcast.play answers queue_full")
 	f.Duration(&o.DrainTimeout, "drain-timeout", "DRAIN_TIMEOUT", 30*time.Second, "on SIGTERM, how long calls in progress may run on")
 	svc.Define(f)
 	log, err := svc.Start(f, args, &o.Addr)

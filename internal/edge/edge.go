@@ -78,6 +78,10 @@ type Config struct {
 	RenderTimeout time.Duration
 	// RenderAttempts bounds the workers tried for one playback. Default 3.
 	RenderAttempts int
+	// MaxQueuedPlaybacks bounds the playbacks waiting on one call behind
+	// the one playing (MAX_QUEUED_PLAYBACKS). A play request past it is
+	// answered queue_full and changes nothing. Default 100.
+	MaxQueuedPlaybacks int
 	// Logger receives the edge's logs. Nil discards them.
 	Logger *slog.Logger
 	// Registerer receives the edge's metrics; Gatherer serves /metrics.
@@ -110,6 +114,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.RenderAttempts <= 0 {
 		c.RenderAttempts = 3
+	}
+	if c.MaxQueuedPlaybacks <= 0 {
+		c.MaxQueuedPlaybacks = 100
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

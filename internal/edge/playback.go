@@ -92,6 +92,14 @@ func (c *controller) onEnqueue(msg *nats.Msg) {
 		c.respond(msg, bus.ErrorReply(bus.CodeUnknownStream, "the stream has ended"))
 		return
 	}
+	if req.Mode != bus.ModeInterrupt && len(c.queue) >= c.ss.srv.cfg.MaxQueuedPlaybacks {
+		c.mu.Unlock()
+		c.ss.srv.metrics.errors.WithLabelValues("queue_full").Inc()
+		reply := bus.ErrorReply(bus.CodeQueueFull, fmt.Sprintf("the call already has %d playbacks queued", c.ss.srv.cfg.MaxQueuedPlaybacks))
+		reply.PlaybackID = it.id
+		c.respond(msg, reply)
+		return
+	}
 	var evs []bus.Event
 	if req.Mode == bus.ModeInterrupt {
 		evs = c.interruptLocked("interrupt")

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/callcast/callcast/internal/bus"
+	"github.com/callcast/callcast/internal/twilio"
 )
 
 // TestSilentWorkersExhaustAttempts: workers that take a playback and never
@@ -60,4 +61,95 @@ func TestSilentWorkersExhaustAttempts(t *testing.T) {
 		t.Errorf("failed after %s, before three silences of %s", took, timeout)
 	}
 	t.Logf("three silent workers, then playback.failed after %s", took.Round(time.Millisecond))
+}
+
+// TestQueueIsBounded: past MaxQueuedPlaybacks a play request is answered
+// queue_full and changes nothing, however many arrive; an interrupt still
+// goes through; hanging up publishes one event per playback held, not one
+// per request ever made.
+func TestQueueIsBounded(t *testing.T) {
+	const limit = 5
+	addr, nc := serve(t, Config{MaxQueuedPlaybacks: limit, RenderTimeout: time.Minute})
+	sub, err := nc.Subscribe(bus.SubjectRender, func(m *nats.Msg) {
+		rr, _ := bus.DecodeRenderRequest(m.Data)
+		reply, _ := json.Marshal(bus.PlayReply{Type: bus.TypePlayReply, PlaybackID: rr.PlaybackID})
+		_ = m.Respond(reply) // accepted; it plays "forever"
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+
+	p := dialPeer(t, addr)
+	events := subscribe(t, nc, bus.StreamEvents(p.sid))
+	started := subscribe(t, nc, bus.SubjectStreamStarted)
+	p.start(nil)
+	started.wait(t, 1)
+	enqueue := func(id, mode string) *bus.PlayReply {
+		t.Helper()
+		req, _ := json.Marshal(bus.Enqueue{Type: bus.TypeEnqueue, PlaybackID: id, Audio: "a.mp3", Mode: mode})
+		resp, err := nc.Request(bus.StreamPlay(p.sid), req, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reply, err := bus.DecodePlayReply(resp.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return reply
+	}
+	// One sending, limit queued.
+	for i := range limit + 1 {
+		if r := enqueue("pb"+itoa(i), bus.ModeQueue); r.Error != nil {
+			t.Fatalf("playback %d: %+v", i, r.Error)
+		}
+	}
+	// A flood, from as many requesters at once as a worker pool has: every
+	// request refused, none kept.
+	const requesters, each = 16, 125
+	var wg sync.WaitGroup
+	for g := range requesters {
+		wg.Go(func() {
+			for i := range each {
+				req, _ := json.Marshal(bus.Enqueue{Type: bus.TypeEnqueue, PlaybackID: "f" + itoa(g) + "x" + itoa(i), Audio: "a.mp3", Mode: bus.ModeQueue})
+				resp, err := nc.Request(bus.StreamPlay(p.sid), req, 10*time.Second)
+				if err != nil {
+					t.Errorf("flood request: %v", err)
+					return
+				}
+				if r, err := bus.DecodePlayReply(resp.Data); err != nil || r.Error == nil || r.Error.Code != bus.CodeQueueFull {
+					t.Errorf("flood reply %s, want queue_full", resp.Data)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	// An interrupt replaces everything, so it is taken.
+	if r := enqueue("int", bus.ModeInterrupt); r.Error != nil {
+		t.Fatalf("interrupt refused: %+v", r.Error)
+	}
+	// The interrupt clears Twilio's buffer and ends the limit+1 playbacks.
+	evs := events.events(t, limit+2)
+	if evs[0].Event != bus.EventClear {
+		t.Fatalf("first event %+v, want clear", evs[0])
+	}
+	for _, ev := range evs[1:] {
+		if ev.Event != bus.EventPlaybackInterrupted || ev.Playback.Reason != "interrupt" {
+			t.Fatalf("event %+v, want playback.interrupted by the interrupt", ev)
+		}
+	}
+	// Hanging up ends the one playback left: one event and the stop.
+	p.send(twilio.Message{Event: twilio.EventStop, StreamSid: p.sid, Stop: &twilio.Stop{CallSid: "CA1"}})
+	evs = events.events(t, limit+4)[limit+2:]
+	if evs[0].Event != bus.EventPlaybackInterrupted || evs[0].Playback.ID != "int" || evs[1].Event != bus.EventStop {
+		t.Fatalf("hang-up events %+v %+v, want the interrupt's playback.interrupted then stop", evs[0], evs[1])
+	}
+	time.Sleep(100 * time.Millisecond) // nothing else may follow
+	if n := len(events.wait(t, 0)); n != limit+4 {
+		t.Fatalf("%d events in all, want %d", n, limit+4)
+	}
 }
