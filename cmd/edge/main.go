@@ -44,7 +44,7 @@ func run(args []string) error {
 	f.String(&o.Worker.AudioDir, "audio-dir", "AUDIO_DIR", "./audio", "all-in-one: directory of playable audio")
 	f.String(&o.Worker.DefaultAudio, "default-audio", "DEFAULT_AUDIO", "sample.mp3", "all-in-one: audio played when the call names none")
 	f.Int(&o.Worker.Concurrency, "worker-concurrency", "WORKER_CONCURRENCY", 1000, "all-in-one: simultaneous playbacks")
-	f.Duration(&o.Worker.Lead, "lead", "PLAYBACK_LEAD", 2*time.Second, "all-in-one: how far a playback may run ahead of what the caller has heard")
+	f.Duration(&o.Worker.Lead, "lead", "PLAYBACK_LEAD", 2*time.Second, "how far a playback may run ahead of what the caller has heard (the edge closes a peer that stays further behind; all-in-one: the workers' pacing)")
 	f.Int64(&o.Worker.CacheBytes, "cache-bytes", "CACHE_BYTES", 256<<20, "all-in-one: memory cache of transcoded audio, bytes; negative: none")
 	f.Int(&o.Edge.MaxQueuedPlaybacks, "max-queued-playbacks", "MAX_QUEUED_PLAYBACKS", 100, "playbacks that may wait on one call; past it callcast.play answers queue_full")
 	f.Duration(&o.DrainTimeout, "drain-timeout", "DRAIN_TIMEOUT", 30*time.Second, "on SIGTERM, how long calls in progress may run on")
@@ -55,6 +55,7 @@ func run(args []string) error {
 	}
 	o.Logger = log
 	o.NATS.Name = "callcast-edge-" + o.Edge.ID
+	o.Edge.Lead = o.Worker.Lead
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return edge.Run(ctx, o)

@@ -148,6 +148,7 @@ const (
 	StopReasonClosed   = "closed"   // the socket closed without a stop
 	StopReasonShutdown = "shutdown" // the edge is shutting down
 	StopReasonError    = "error"    // the edge closed the socket after an error
+	StopReasonSlowPeer = "slow_peer" // the peer fell more than the lead behind real time, or stopped reading
 )
 
 // Event is a call event published on StreamEvents(sid).

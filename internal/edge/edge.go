@@ -60,11 +60,19 @@ type Config struct {
 	// ReadLimit caps one inbound WebSocket message. Default 64 KiB.
 	ReadLimit int64
 	// SendQueue is the number of outbound messages buffered per socket.
-	// Default 64 (6.4 s of the workers' 200 ms media messages and their marks).
+	// Default 64 (6.4 s of 200 ms media messages and their marks).
 	SendQueue int
 	// SendTimeout is how long a relay waits on a full send queue before the
 	// socket is judged dead and closed. Default 5 s.
 	SendTimeout time.Duration
+	// Lead is how far playbacks may run ahead of what the caller has heard
+	// (PLAYBACK_LEAD). It sizes the per-stream bus buffer and the slow-peer
+	// rule. Default 2 s.
+	Lead time.Duration
+	// SlowPeerAfter is how long a peer may stay more than Lead (and a
+	// second's slack) behind real time, by its mark echoes, before it is
+	// closed with stop reason slow_peer. Default 10 s.
+	SlowPeerAfter time.Duration
 	// StartTimeout is how long a new socket may go without a start. Default 10 s.
 	StartTimeout time.Duration
 	// ReadTimeout is how long an started socket may go without a message
@@ -99,6 +107,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.SendTimeout <= 0 {
 		c.SendTimeout = 5 * time.Second
+	}
+	if c.Lead <= 0 {
+		c.Lead = 2 * time.Second
+	}
+	if c.SlowPeerAfter <= 0 {
+		c.SlowPeerAfter = 10 * time.Second
 	}
 	if c.StartTimeout <= 0 {
 		c.StartTimeout = 10 * time.Second

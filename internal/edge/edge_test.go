@@ -583,3 +583,111 @@ func TestWebhookRefusesWhileNATSIsDown(t *testing.T) {
 		t.Fatalf("webhook with NATS down: %d, want 503", got)
 	}
 }
+
+// TestSlowReaderIsClosed: a peer that reads, but at half real time, is
+// never stuck on a full send queue; it falls further behind by its mark
+// echoes and is closed with stop reason slow_peer once it has been more
+// than the lead behind for SlowPeerAfter. A peer that keeps up is not.
+func TestSlowReaderIsClosed(t *testing.T) {
+	const lead, after = 500 * time.Millisecond, 2 * time.Second
+	for _, tt := range []struct {
+		name  string
+		speed float64 // of real time
+		slow  bool
+	}{
+		{"half speed", 0.5, true},
+		{"real time", 1, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			addr, nc := serve(t, Config{Lead: lead, SlowPeerAfter: after})
+			p := dialPeer(t, addr)
+			events := subscribe(t, nc, bus.StreamEvents(p.sid))
+			started := subscribe(t, nc, bus.SubjectStreamStarted)
+			p.start(nil)
+			started.wait(t, 1)
+
+			// A producer sends 200 ms of audio and a mark every 200 ms,
+			// as the workers do, for up to 8 s.
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			defer func() { close(stop); wg.Wait() }()
+			wg.Go(func() {
+				media := []byte(`{"event":"media","media":{"payload":"` + base64.StdEncoding.EncodeToString(make([]byte, 1600)) + `"}}`)
+				tick := time.NewTicker(200 * time.Millisecond)
+				defer tick.Stop()
+				for i := range 40 {
+					_ = nc.Publish(bus.StreamOut(p.sid), media)
+					_ = nc.Publish(bus.StreamOut(p.sid), []byte(`{"event":"mark","mark":{"name":"m`+itoa(i)+`"}}`))
+					select {
+					case <-stop:
+						return
+					case <-tick.C:
+					}
+				}
+			})
+			// The peer plays what it reads at its speed and echoes each
+			// mark when the audio before it has played.
+			begin := time.Now()
+			var played time.Duration
+			closedAt := time.Duration(0)
+			for time.Since(begin) < 7*time.Second {
+				_ = p.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+				_, data, err := p.conn.ReadMessage()
+				if err != nil {
+					closedAt = time.Since(begin)
+					break
+				}
+				var m twilio.Message
+				if err := json.Unmarshal(data, &m); err != nil {
+					t.Fatal(err)
+				}
+				switch m.Event {
+				case twilio.EventMedia:
+					played += 200 * time.Millisecond
+					if d := time.Duration(float64(played)/tt.speed) - time.Since(begin); d > 0 {
+						time.Sleep(d)
+					}
+				case twilio.EventMark:
+					echo, _ := json.Marshal(twilio.Message{Event: twilio.EventMark, StreamSid: p.sid, Mark: &twilio.Mark{Name: m.Mark.Name}})
+					if err := p.conn.WriteMessage(websocket.TextMessage, echo); err != nil {
+						closedAt = time.Since(begin)
+					}
+				}
+				if closedAt != 0 {
+					break
+				}
+			}
+			if !tt.slow {
+				if closedAt != 0 {
+					t.Fatalf("a peer keeping up was closed after %s", closedAt)
+				}
+				return
+			}
+			if closedAt == 0 {
+				t.Fatal("a peer at half speed was not closed in 7 s")
+			}
+			var stopEv *bus.Event
+			waitFor(t, "stop event", func() bool {
+				for _, m := range events.wait(t, 0) {
+					if ev, err := bus.DecodeEvent(m); err == nil && ev.Event == bus.EventStop {
+						stopEv = ev
+						return true
+					}
+				}
+				return false
+			})
+			if stopEv.Stop.Reason != bus.StopReasonSlowPeer {
+				t.Fatalf("stop %+v, want reason slow_peer", stopEv.Stop)
+			}
+			// Behind by more than lead+1s from about 3 s in, cut 2 s later.
+			t.Logf("half-speed peer closed after %s", closedAt.Round(time.Millisecond))
+		})
+	}
+}
+
+func TestPendingLimitIsSizedToTheLead(t *testing.T) {
+	got := pendingLimit(2 * time.Second)
+	if got < bus.MaxMessageSize || got > bus.MaxMessageSize+256<<10 {
+		t.Fatalf("pending limit for a 2 s lead: %d bytes, want the largest message and a few leads (not 64 MiB)", got)
+	}
+}

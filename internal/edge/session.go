@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,7 +23,7 @@ import (
 
 var (
 	errShutdown     = errors.New("edge: shutting down")
-	errSlowPeer     = errors.New("edge: peer not reading: send queue full")
+	errSlowPeer     = errors.New("edge: slow peer")
 	errBusDropped   = errors.New("edge: bus dropped messages for this stream")
 	errStartTimeout = errors.New("edge: no start received in time")
 	errDuplicate    = errors.New("edge: stream already held by another socket")
@@ -48,6 +49,7 @@ type session struct {
 	playSub   *nats.Subscription // StreamPlay
 	ctl       *controller
 	gotAudio  atomic.Bool
+	lag       *lagMeter
 }
 
 // mediaPrefix starts every media message Twilio sends.
@@ -62,6 +64,7 @@ func (s *Server) handleSocket(c *contrib.Conn) {
 		log:  s.log.With("remote", c.IP()),
 		send: make(chan []byte, s.cfg.SendQueue),
 		done: make(chan struct{}),
+		lag:  newLagMeter(s.cfg.Lead+time.Second, s.cfg.SlowPeerAfter),
 	}
 	if !s.track(ss) {
 		_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseTryAgainLater, "draining"), time.Now().Add(time.Second))
@@ -185,6 +188,9 @@ func (ss *session) readLoop() (string, error) {
 			ev.Mark = &twilio.Mark{Name: msg.Mark.Name}
 			ss.publish(ev)
 			ss.ctl.onEcho(msg.Mark.Name)
+			if ss.lag.echoed(time.Now()) {
+				ss.slowPeer()
+			}
 		case twilio.EventStop:
 			return bus.StopReasonTwilio, nil
 		}
@@ -194,8 +200,11 @@ func (ss *session) readLoop() (string, error) {
 func (ss *session) readError(err error) (string, error) {
 	select {
 	case <-ss.done: // ended by the writer, a relay or shutdown
-		if errors.Is(ss.endErr, errShutdown) {
+		switch {
+		case errors.Is(ss.endErr, errShutdown):
 			return bus.StopReasonShutdown, ss.endErr
+		case errors.Is(ss.endErr, errSlowPeer):
+			return bus.StopReasonSlowPeer, ss.endErr
 		}
 		return bus.StopReasonError, ss.endErr
 	default:
@@ -234,9 +243,10 @@ func (ss *session) start(msg *twilio.Message) error {
 	if err != nil {
 		return fmt.Errorf("edge: subscribe %s: %w", bus.StreamOut(sid), err)
 	}
-	// Hold audio in NATS while the socket catches up rather than drop it;
-	// relay closes the socket when a queue stays full.
-	_ = sub.SetPendingLimits(-1, 64<<20)
+	// Hold audio in NATS while the socket catches up rather than drop it,
+	// but no more than a largest message and a few leads' worth: a peer
+	// that cannot keep up is closed (see lagMeter), not buffered for.
+	_ = sub.SetPendingLimits(-1, pendingLimit(ss.srv.cfg.Lead))
 	ss.sub = sub
 	ss.ctl = newController(ss)
 	if ss.playSub, err = ss.srv.nc.ChanSubscribe(bus.StreamPlay(sid), ss.srv.playRequests()); err != nil {
@@ -323,6 +333,11 @@ func (ss *session) relay(msg *nats.Msg) {
 // of speech are worse than a clean end.
 func (ss *session) enqueue(bp *[]byte) bool {
 	ss.srv.metrics.sendQueue.Observe(float64(len(ss.send)))
+	if ss.lag.sent(*bp, time.Now()) {
+		bufPool.Put(bp)
+		ss.slowPeer()
+		return false
+	}
 	select {
 	case ss.send <- *bp:
 		return true
@@ -339,7 +354,7 @@ func (ss *session) enqueue(bp *[]byte) bool {
 	case <-ss.done:
 	case <-t.C:
 		ss.srv.metrics.errors.WithLabelValues("send_queue_full").Inc()
-		ss.abort(errSlowPeer)
+		ss.abort(fmt.Errorf("%w: send queue full for %s", errSlowPeer, ss.srv.cfg.SendTimeout))
 	}
 	bufPool.Put(bp)
 	return false
@@ -362,6 +377,11 @@ func (ss *session) writeLoop() {
 			bufPool.Put(&b)
 			if err != nil {
 				ss.srv.metrics.errors.WithLabelValues("write").Inc()
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					// Not one message taken in WriteTimeout: the peer stopped reading.
+					err = fmt.Errorf("%w: %w", errSlowPeer, err)
+				}
 				ss.abort(fmt.Errorf("edge: write: %w", err))
 				return
 			}
@@ -391,6 +411,19 @@ func (ss *session) abort(err error) {
 		_ = nc.SetWriteDeadline(now)
 		_ = nc.SetReadDeadline(now)
 	}
+}
+
+// slowPeer closes a peer that fell too far behind real time.
+func (ss *session) slowPeer() {
+	ss.srv.metrics.errors.WithLabelValues("slow_peer").Inc()
+	ss.abort(fmt.Errorf("%w: %d ms of audio sent and not played for %s", errSlowPeer, ss.lag.behind()/(twilio.SampleRate/1000), ss.srv.cfg.SlowPeerAfter))
+}
+
+// pendingLimit sizes a stream's bus buffer: the largest message a
+// callcast process accepts, and four leads of 200 ms media messages.
+func pendingLimit(lead time.Duration) int {
+	perSecond := 5 * (base64.StdEncoding.EncodedLen(twilio.SampleRate/5) + 128)
+	return bus.MaxMessageSize + 4*int(lead/time.Millisecond)*perSecond/1000
 }
 
 // sendClear queues a clear for Twilio and tells the bus.
