@@ -144,10 +144,10 @@ const (
 
 // Stop reasons.
 const (
-	StopReasonTwilio   = "stop"     // Twilio sent stop: the call or stream ended
-	StopReasonClosed   = "closed"   // the socket closed without a stop
-	StopReasonShutdown = "shutdown" // the edge is shutting down
-	StopReasonError    = "error"    // the edge closed the socket after an error
+	StopReasonTwilio   = "stop"      // Twilio sent stop: the call or stream ended
+	StopReasonClosed   = "closed"    // the socket closed without a stop
+	StopReasonShutdown = "shutdown"  // the edge is shutting down
+	StopReasonError    = "error"     // the edge closed the socket after an error
 	StopReasonSlowPeer = "slow_peer" // the peer fell more than the lead behind real time, or stopped reading
 )
 

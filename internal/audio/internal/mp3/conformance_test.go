@@ -46,9 +46,9 @@ type accuracy struct {
 
 // ISO/IEC 11172-4 accuracy classes, in LSB (2^-15 of full scale).
 const (
-	fullRMSLSB = 0.28867513459481287         // 2^-15/sqrt(12) of full scale
-	fullMaxLSB = 2                           // 2^-14
-	limitedLSB = 4.618802153517006           // 2^-11/sqrt(12)
+	fullRMSLSB = 0.28867513459481287 // 2^-15/sqrt(12) of full scale
+	fullMaxLSB = 2                   // 2^-14
+	limitedLSB = 4.618802153517006   // 2^-11/sqrt(12)
 )
 
 // compare aligns ref against got (the reference may lack the first frames,
