@@ -19,6 +19,7 @@ import (
 
 	"github.com/fasthttp/websocket"
 
+	"github.com/callcast/callcast/internal/calltest"
 	"github.com/callcast/callcast/internal/twilio"
 )
 
@@ -29,7 +30,7 @@ var (
 )
 
 func TestConnectedStartAndCallerMedia(t *testing.T) {
-	checkGoroutines(t)
+	calltest.CheckGoroutines(t)
 	s := newTestServer(t, false)
 	c := dial(t, Config{
 		URL:        s.url,
@@ -135,7 +136,7 @@ func TestConnectedStartAndCallerMedia(t *testing.T) {
 }
 
 func TestGivenSidsAndCallerAudio(t *testing.T) {
-	checkGoroutines(t)
+	calltest.CheckGoroutines(t)
 	s := newTestServer(t, false)
 	caller := tone(300)
 	c := dial(t, Config{
@@ -172,7 +173,7 @@ func TestGivenSidsAndCallerAudio(t *testing.T) {
 }
 
 func TestMarkEchoedAfterAudioPlayed(t *testing.T) {
-	checkGoroutines(t)
+	calltest.CheckGoroutines(t)
 	s := newTestServer(t, false)
 	c := dial(t, Config{URL: s.url, Speed: 20})
 	p := s.accept(t)
@@ -217,7 +218,7 @@ func TestMarkEchoedAfterAudioPlayed(t *testing.T) {
 }
 
 func TestMarksInOrderAndImmediateWhenEmpty(t *testing.T) {
-	checkGoroutines(t)
+	calltest.CheckGoroutines(t)
 	s := newTestServer(t, false)
 	c := dial(t, Config{URL: s.url, Speed: 20})
 	p := s.accept(t)
@@ -251,7 +252,7 @@ func TestMarksInOrderAndImmediateWhenEmpty(t *testing.T) {
 }
 
 func TestClearDropsAudioAndEchoesPendingMarks(t *testing.T) {
-	checkGoroutines(t)
+	calltest.CheckGoroutines(t)
 	s := newTestServer(t, false)
 	c := dial(t, Config{URL: s.url})
 	p := s.accept(t)
@@ -306,7 +307,7 @@ func TestClearDropsAudioAndEchoesPendingMarks(t *testing.T) {
 }
 
 func TestProtocolViolationsRecorded(t *testing.T) {
-	checkGoroutines(t)
+	calltest.CheckGoroutines(t)
 	s := newTestServer(t, false)
 	c := dial(t, Config{URL: s.url, Speed: 20})
 	p := s.accept(t)
@@ -356,7 +357,7 @@ func TestProtocolViolationsRecorded(t *testing.T) {
 }
 
 func TestUnderrunCounted(t *testing.T) {
-	checkGoroutines(t)
+	calltest.CheckGoroutines(t)
 	s := newTestServer(t, false)
 	c := dial(t, Config{URL: s.url, Speed: 10})
 	p := s.accept(t)
@@ -383,7 +384,7 @@ func TestUnderrunCounted(t *testing.T) {
 }
 
 func TestDTMF(t *testing.T) {
-	checkGoroutines(t)
+	calltest.CheckGoroutines(t)
 	s := newTestServer(t, false)
 	c := dial(t, Config{URL: s.url})
 	p := s.accept(t)
@@ -415,7 +416,7 @@ func TestDTMF(t *testing.T) {
 }
 
 func TestHangupSendsStopAndCloses(t *testing.T) {
-	checkGoroutines(t)
+	calltest.CheckGoroutines(t)
 	s := newTestServer(t, false)
 	c := dial(t, Config{URL: s.url, Speed: 5})
 	p := s.accept(t)
@@ -478,7 +479,7 @@ func TestServerCloseNoticed(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			checkGoroutines(t)
+			calltest.CheckGoroutines(t)
 			s := newTestServer(t, false)
 			c := dial(t, Config{URL: s.url})
 			p := s.accept(t)
@@ -508,7 +509,7 @@ func TestServerCloseNoticed(t *testing.T) {
 }
 
 func TestCloseDropsWithoutStop(t *testing.T) {
-	checkGoroutines(t)
+	calltest.CheckGoroutines(t)
 	s := newTestServer(t, false)
 	c := dial(t, Config{URL: s.url})
 	p := s.accept(t)
@@ -531,7 +532,7 @@ func TestCloseDropsWithoutStop(t *testing.T) {
 }
 
 func TestWSS(t *testing.T) {
-	checkGoroutines(t)
+	calltest.CheckGoroutines(t)
 	s := newTestServer(t, true)
 	pool := x509.NewCertPool()
 	pool.AddCert(s.srv.Certificate())
@@ -550,7 +551,7 @@ func TestWSS(t *testing.T) {
 }
 
 func TestDialErrors(t *testing.T) {
-	checkGoroutines(t)
+	calltest.CheckGoroutines(t)
 	s := newTestServer(t, false)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -587,7 +588,7 @@ func TestDialErrors(t *testing.T) {
 }
 
 func TestWaitIdleAndRun(t *testing.T) {
-	checkGoroutines(t)
+	calltest.CheckGoroutines(t)
 	s := newTestServer(t, false)
 	audio := tone(1600)
 	go serveClip(s, audio, "last")
@@ -610,7 +611,7 @@ func TestWaitIdleAndRun(t *testing.T) {
 }
 
 func TestRunDuration(t *testing.T) {
-	checkGoroutines(t)
+	calltest.CheckGoroutines(t)
 	s := newTestServer(t, false)
 	start := time.Now()
 	go serveClip(s, nil, "")
@@ -630,7 +631,7 @@ func TestBufferCapDiscardsAndWarnsOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("sends 10 minutes of audio")
 	}
-	checkGoroutines(t)
+	calltest.CheckGoroutines(t)
 	s := newTestServer(t, false)
 	c := dial(t, Config{URL: s.url})
 	p := s.accept(t)
@@ -656,7 +657,7 @@ func TestBufferCapDiscardsAndWarnsOnce(t *testing.T) {
 }
 
 func TestHangupWhenServerNeverAnswersClose(t *testing.T) {
-	checkGoroutines(t)
+	calltest.CheckGoroutines(t)
 	release := make(chan struct{})
 	started := make(chan struct{})
 	srv := quietServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -712,7 +713,7 @@ func TestAppendCallerMediaIsWhatEncodingJSONWrites(t *testing.T) {
 // TestCountOnly: a call that keeps no audio counts and plays out exactly as
 // one that does, including payloads ending in base64 padding.
 func TestCountOnly(t *testing.T) {
-	checkGoroutines(t)
+	calltest.CheckGoroutines(t)
 	s := newTestServer(t, false)
 	c := dial(t, Config{URL: s.url, Speed: 20, CountOnly: true})
 	p := s.accept(t)

@@ -7,10 +7,12 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/callcast/callcast/internal/calltest"
 )
 
 func TestLoadReportsProcesses(t *testing.T) {
-	checkGoroutines(t)
+	calltest.CheckGoroutines(t)
 	// A process under test whose CPU, memory and streams grow with each scrape.
 	var n atomic.Int64
 	metrics := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

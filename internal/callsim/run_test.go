@@ -6,10 +6,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/callcast/callcast/internal/calltest"
 )
 
 func TestLoad(t *testing.T) {
-	checkGoroutines(t)
+	calltest.CheckGoroutines(t)
 	s := newTestServer(t, false)
 	const calls = 5
 	for range calls {
@@ -86,7 +88,7 @@ func TestPercentile(t *testing.T) {
 }
 
 func TestWriteSummary(t *testing.T) {
-	checkGoroutines(t)
+	calltest.CheckGoroutines(t)
 	s := newTestServer(t, false)
 	go serveClip(s, tone(1600), "m")
 	c, err := Run(testCtx(t), Config{URL: s.url, Speed: 10}, Until{Quiet: 50 * time.Millisecond})

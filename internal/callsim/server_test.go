@@ -7,7 +7,6 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,29 +21,6 @@ import (
 // This file holds the server side of the tests: a tiny WebSocket server in
 // the role of the product, which reads what the simulated call sends and
 // sends media, mark and clear back.
-
-// checkGoroutines fails the test if goroutines started during it are still
-// running shortly after its cleanups. Call it first, so it runs last.
-func checkGoroutines(t *testing.T) {
-	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			n := runtime.NumGoroutine()
-			if n <= before {
-				return
-			}
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Errorf("%d goroutines leaked:\n%s", n-before, buf)
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
-}
 
 // testServer accepts simulated calls and hands each to the test as a peer.
 type testServer struct {

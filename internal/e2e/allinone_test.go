@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,18 +16,9 @@ import (
 
 	"github.com/callcast/callcast/internal/bus"
 	"github.com/callcast/callcast/internal/callsim"
+	"github.com/callcast/callcast/internal/calltest"
 	"github.com/callcast/callcast/internal/twilio"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // TestAllInOneBinary builds cmd/edge and runs it as a user would, from the
 // repository root with no configuration, then places a call.
@@ -47,7 +37,7 @@ func TestAllInOneBinary(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 
-	httpAddr, natsAddr := freeAddr(t), freeAddr(t)
+	httpAddr, natsAddr := calltest.FreeAddr(t), calltest.FreeAddr(t)
 	var logs bytes.Buffer
 	cmd := exec.Command(bin)
 	cmd.Dir = root

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -24,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/callcast/callcast/internal/bus"
+	"github.com/callcast/callcast/internal/calltest"
 	"github.com/callcast/callcast/internal/edge"
 	"github.com/callcast/callcast/internal/twilio"
 	"github.com/callcast/callcast/internal/worker"
@@ -47,7 +47,7 @@ type failSystem struct {
 	edge    *edge.Server
 	edgeNC  *nats.Conn
 	workers []*failWorker
-	logs    *syncBuffer
+	logs    *calltest.SyncBuffer
 
 	natsAddr string
 	mu       sync.Mutex
@@ -87,7 +87,7 @@ func startFailSystem(t *testing.T, o failOptions) *failSystem {
 	if o.natsAddr == "" {
 		o.natsAddr = "127.0.0.1:0"
 	}
-	fs := &failSystem{logs: &syncBuffer{}}
+	fs := &failSystem{logs: &calltest.SyncBuffer{}}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("product logs:\n%s", fs.logs)
@@ -141,7 +141,7 @@ func startFailSystem(t *testing.T, o failOptions) *failSystem {
 		t.Fatal(err)
 	}
 	fs.edge = srv
-	addr := serveEdge(t, "edge", srv)
+	addr := calltest.Serve(t, "edge", srv)
 	fs.httpURL = "http://" + addr
 	fs.system = &system{wsURL: "ws://" + addr + edge.PathMediaStream, nc: connect("producer"), worker: fs.workers[0].Worker}
 	return fs
@@ -157,8 +157,8 @@ func failAudio(t *testing.T) string {
 	if err := os.WriteFile(filepath.Join(dir, "speech.mp3"), readRef(t, "audio/speech.mp3"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	writeLongWAV(t, filepath.Join(dir, "short.wav"), time.Second)
-	writeLongWAV(t, filepath.Join(dir, "long.wav"), 3*time.Second)
+	calltest.WriteFile(t, filepath.Join(dir, "short.wav"), calltest.SineWAV(time.Second, 300))
+	calltest.WriteFile(t, filepath.Join(dir, "long.wav"), calltest.SineWAV(3*time.Second, 300))
 	return dir
 }
 
@@ -290,24 +290,6 @@ func httpStatus(url string) int {
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // frames records the media workers publish for a stream, per attempt
@@ -442,7 +424,7 @@ func TestWorkerKilledMidPlayback(t *testing.T) {
 }
 
 func TestNATSRestartMidCall(t *testing.T) {
-	fs := startFailSystem(t, failOptions{natsAddr: freeAddr(t)})
+	fs := startFailSystem(t, failOptions{natsAddr: calltest.FreeAddr(t)})
 	sid := newSid("MZ")
 	ev := watch(t, fs.nc, sid)
 	call := dialSpeed(t, fs.system, sid, "", 1)
@@ -650,8 +632,8 @@ func TestWorkerShutdownDrains(t *testing.T) {
 }
 
 func TestNATSUnreachableAtStart(t *testing.T) {
-	natsAddr := freeAddr(t)
-	logs := &syncBuffer{}
+	natsAddr := calltest.FreeAddr(t)
+	logs := &calltest.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/callcast/callcast/internal/audio"
 	"github.com/callcast/callcast/internal/bus"
+	"github.com/callcast/callcast/internal/calltest"
 	"github.com/callcast/callcast/internal/edge"
 	"github.com/callcast/callcast/internal/library"
 	"github.com/callcast/callcast/internal/worker"
@@ -38,11 +39,7 @@ type jsSystem struct {
 
 func startJSSystem(t *testing.T) *jsSystem {
 	t.Helper()
-	ns, err := bus.RunServer(bus.ServerOptions{Listen: "127.0.0.1:0", JetStream: true, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	ns := calltest.NATS(t, bus.ServerOptions{JetStream: true})
 	s := &jsSystem{system: &system{}, ns: ns}
 	s.startWorker(t)
 
@@ -50,7 +47,7 @@ func startJSSystem(t *testing.T) *jsSystem {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.wsURL = "ws://" + serveEdge(t, "edge", srv) + edge.PathMediaStream
+	s.wsURL = "ws://" + calltest.Serve(t, "edge", srv) + edge.PathMediaStream
 	s.nc = s.connect(t, "producer")
 	return s
 }

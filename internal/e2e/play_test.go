@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"math"
 	"net"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/callcast/callcast/internal/bus"
 	"github.com/callcast/callcast/internal/callsim"
+	"github.com/callcast/callcast/internal/calltest"
 	"github.com/callcast/callcast/internal/edge"
 	"github.com/callcast/callcast/internal/twilio"
 	"github.com/callcast/callcast/internal/worker"
@@ -304,38 +304,12 @@ func TestHangupStopsWorkerWithin100ms(t *testing.T) {
 	}
 }
 
-// writeLongWAV writes d of a 300 Hz sine as 16-bit 8 kHz mono WAV.
-func writeLongWAV(t *testing.T, path string, d time.Duration) {
-	t.Helper()
-	n := int(d.Seconds() * 8000)
-	b := make([]byte, 44+2*n)
-	copy(b, "RIFF")
-	binary.LittleEndian.PutUint32(b[4:], uint32(36+2*n))
-	copy(b[8:], "WAVEfmt ")
-	binary.LittleEndian.PutUint32(b[16:], 16)
-	binary.LittleEndian.PutUint16(b[20:], 1)
-	binary.LittleEndian.PutUint16(b[22:], 1)
-	binary.LittleEndian.PutUint32(b[24:], 8000)
-	binary.LittleEndian.PutUint32(b[28:], 16000)
-	binary.LittleEndian.PutUint16(b[32:], 2)
-	binary.LittleEndian.PutUint16(b[34:], 16)
-	copy(b[36:], "data")
-	binary.LittleEndian.PutUint32(b[40:], uint32(2*n))
-	for i := range n {
-		v := int16(8000 * math.Sin(2*math.Pi*300*float64(i)/8000))
-		binary.LittleEndian.PutUint16(b[44+2*i:], uint16(v))
-	}
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestLongPlaybackHoldsTheLead(t *testing.T) {
 	if testing.Short() {
 		t.Skip("plays five minutes of audio at 30x")
 	}
 	dir := t.TempDir()
-	writeLongWAV(t, filepath.Join(dir, "hold.wav"), 5*time.Minute)
+	calltest.WriteFile(t, filepath.Join(dir, "hold.wav"), calltest.SineWAV(5*time.Minute, 300))
 	s := producerSystem(t, dir)
 	sid, ev, call := liveCall(t, s, 30)
 	a := mustPlay(t, s.nc, bus.PlayRequest{StreamSid: sid, Audio: "hold.wav"})
@@ -464,7 +438,7 @@ func TestEdgeGoneStopsWorker(t *testing.T) {
 // 1000 calls would be another 10 000 messages a second.
 func TestSteadyPlaybackSendsNoPings(t *testing.T) {
 	dir := t.TempDir()
-	writeLongWAV(t, filepath.Join(dir, "hold.wav"), 6*time.Second)
+	calltest.WriteFile(t, filepath.Join(dir, "hold.wav"), calltest.SineWAV(6*time.Second, 300))
 	s := producerSystem(t, dir)
 	sid, ev, _ := liveCall(t, s, 1)
 	var pings, frames atomic.Int64

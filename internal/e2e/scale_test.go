@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/callcast/callcast/internal/bus"
 	"github.com/callcast/callcast/internal/callsim"
+	"github.com/callcast/callcast/internal/calltest"
 	"github.com/callcast/callcast/internal/edge"
 	"github.com/callcast/callcast/internal/worker"
 )
@@ -27,11 +27,7 @@ type cluster struct {
 
 func startCluster(t *testing.T, edges, workers int, wcfg worker.Config) *cluster {
 	t.Helper()
-	ns, err := bus.RunServer(bus.ServerOptions{Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	ns := calltest.NATS(t, bus.ServerOptions{})
 	connect := func(name string) *nats.Conn {
 		nc, err := bus.Connect(bus.ConnOptions{URL: ns.ClientURL(), Name: name})
 		if err != nil {
@@ -66,33 +62,9 @@ func startCluster(t *testing.T, edges, workers int, wcfg worker.Config) *cluster
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.edges = append(c.edges, "ws://"+serveEdge(t, id, srv)+edge.PathMediaStream)
+		c.edges = append(c.edges, "ws://"+calltest.Serve(t, id, srv)+edge.PathMediaStream)
 	}
 	return c
-}
-
-// serveEdge serves srv on a loopback port until the test ends, then shuts
-// it down and fails the test if it did not stop cleanly. It returns the
-// address (host:port).
-func serveEdge(t *testing.T, id string, srv *edge.Server) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("%s shutdown: %v", id, err)
-		}
-		if err := <-served; err != nil {
-			t.Errorf("%s serve: %v", id, err)
-		}
-	})
-	return ln.Addr().String()
 }
 
 // TestTwoEdgesThreeWorkers places calls on two edges served by three

@@ -19,17 +19,13 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/callcast/callcast/internal/bus"
+	"github.com/callcast/callcast/internal/calltest"
 	"github.com/callcast/callcast/internal/twilio"
 )
 
 func runNATS(t *testing.T) string {
 	t.Helper()
-	ns, err := bus.RunServer(bus.ServerOptions{Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	return ns.ClientURL()
+	return calltest.NATS(t, bus.ServerOptions{}).ClientURL()
 }
 
 func connect(t *testing.T, url string) *nats.Conn {
@@ -51,27 +47,17 @@ func serve(t *testing.T, cfg Config) (string, *nats.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	// Cleanups run last first: sessions end, the edge shuts down, then
+	// nothing of it runs at all.
+	t.Cleanup(func() {
+		waitFor(t, "every edge goroutine to exit", func() bool { return len(edgeStacks(true)) == 0 })
+	})
+	addr := calltest.Serve(t, "edge", srv)
 	t.Cleanup(func() {
 		// Every socket's goroutines end with its socket.
 		waitFor(t, "session goroutines to exit", func() bool { return srv.Streams() == 0 && sessionGoroutines() == 0 })
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Error(err)
-		}
-		if err := <-served; err != nil {
-			t.Error(err)
-		}
-		// And after Shutdown nothing of the edge runs at all.
-		waitFor(t, "every edge goroutine to exit", func() bool { return len(edgeStacks(true)) == 0 })
 	})
-	return ln.Addr().String(), connect(t, url)
+	return addr, connect(t, url)
 }
 
 // sessionGoroutines counts goroutines running session code. fasthttp keeps

@@ -3,14 +3,14 @@
 // Specification's reference loader (compose-go), the NATS server commands and
 // configuration are parsed with nats-server's own parsers, and the
 // permissions in auth.conf are exercised against an in-process NATS server.
-// Nothing here needs Docker or a network.
-package callcast_test
+// Nothing here needs Docker or a network. The tests run from the repository
+// root (TestMain), where docker compose is run and the files' paths start.
+package deploy_test
 
 import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -26,7 +26,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -39,11 +38,22 @@ import (
 
 	"github.com/callcast/callcast/internal/bus"
 	"github.com/callcast/callcast/internal/callsim"
+	"github.com/callcast/callcast/internal/calltest"
 	"github.com/callcast/callcast/internal/edge"
 	"github.com/callcast/callcast/internal/worker"
 )
 
 const authConf = "deploy/nats/auth.conf"
+
+// TestMain runs the tests from the repository root, where the compose files
+// are and docker compose resolves their relative paths.
+func TestMain(m *testing.M) {
+	if err := os.Chdir(".."); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
 
 // authEnv holds passwords of the documented form ("p" + hex) for the three
 // NATS users, keyed by the variables auth.conf and the compose files read.
@@ -673,16 +683,7 @@ func runAuthNATS(t *testing.T) *server.Server {
 	opts.HTTPPort = 0
 	opts.StoreDir = t.TempDir()
 	opts.NoLog, opts.NoSigs = true, true
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatalf("nats: %v", err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats: not ready")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	return ns
+	return calltest.StartNATS(t, opts)
 }
 
 var authPasswords = map[string]string{
@@ -1117,7 +1118,7 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 // logs, or as a playback that never finishes.
 func TestComposeNATSAuthProduct(t *testing.T) {
 	ns := runAuthNATS(t)
-	logs := &syncBuffer{}
+	logs := &calltest.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -1125,7 +1126,7 @@ func TestComposeNATSAuthProduct(t *testing.T) {
 		}
 	})
 	audioDir := t.TempDir()
-	writeMulawWAV(t, filepath.Join(audioDir, "tone.wav"), 2*time.Second)
+	calltest.WriteFile(t, filepath.Join(audioDir, "tone.wav"), calltest.MulawWAV(2*time.Second))
 	natsAs := func(user string) bus.ConnOptions {
 		return bus.ConnOptions{URL: ns.ClientURL(), User: user, Password: authPasswords[user]}
 	}
@@ -1329,51 +1330,6 @@ func TestComposeNATSAuthProduct(t *testing.T) {
 	if errs := call.Errs(); len(errs) != 0 {
 		t.Errorf("Twilio protocol violations: %v", errs)
 	}
-}
-
-// writeMulawWAV writes d of a 1 kHz tone as a WAV file of G.711 μ-law
-// 8 kHz mono, which the workers play as it is.
-func writeMulawWAV(t *testing.T, path string, d time.Duration) {
-	t.Helper()
-	n := int(d / time.Millisecond * 8)
-	cycle := []byte{0xff, 0xa0, 0x90, 0xa0, 0x7f, 0x20, 0x10, 0x20} // one period, 8 samples
-	var b bytes.Buffer
-	le := func(v any) { _ = binary.Write(&b, binary.LittleEndian, v) }
-	b.WriteString("RIFF")
-	le(uint32(4 + 8 + 18 + 8 + n))
-	b.WriteString("WAVEfmt ")
-	le(uint32(18))
-	le(struct {
-		Tag, Channels      uint16
-		Rate, ByteRate     uint32
-		Align, Bits, Extra uint16
-	}{7, 1, 8000, 8000, 1, 8, 0})
-	b.WriteString("data")
-	le(uint32(n))
-	for i := range n {
-		b.WriteByte(cycle[i%len(cycle)])
-	}
-	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // serveWorker adds an instance of the callcast-worker micro service on nc,
