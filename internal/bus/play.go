@@ -50,6 +50,11 @@ const (
 	// it, and when no edge holds the stream any more, NATS answers the
 	// reply subject with a 503 (no responders) at once.
 	HeaderPing = "Callcast-Ping"
+	// HeaderStop, on a message the edge publishes to the reply subject of
+	// a worker's frames, tells that attempt ("<playbackId>/<attempt>") to
+	// stop at once: the edge has moved the playback on (paused it for a
+	// producer's own audio, or given it to another worker).
+	HeaderStop = "Callcast-Stop"
 )
 
 // MaxAudioNameLen bounds an audio name.

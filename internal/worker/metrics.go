@@ -15,6 +15,7 @@ type metrics struct {
 	requests   *prometheus.CounterVec // by endpoint and result code
 	transcode  prometheus.Histogram   // CPU-side seconds per second of audio
 	audioBytes prometheus.Counter
+	stopDelay  prometheus.Histogram // the edge's stop to the attempt's end
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -23,7 +24,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "callcast_worker_playbacks_active", Help: "Playbacks this worker is sending now.",
 		}),
 		playbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "callcast_worker_playbacks_total", Help: "Playbacks ended, by outcome: sent, stopped, failed.",
+			Name: "callcast_worker_playbacks_total", Help: "Playbacks ended, by outcome: sent, stopped, superseded (the edge told the attempt to stop), failed.",
 		}, []string{"outcome"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "callcast_worker_requests_total", Help: "Requests served, by endpoint and result code (ok or an error code).",
@@ -36,8 +37,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		audioBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "callcast_worker_audio_bytes_total", Help: "μ-law bytes sent to calls.",
 		}),
+		stopDelay: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "callcast_worker_stop_seconds",
+			Help:    "Time from the edge telling a superseded attempt to stop to the attempt's end.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.active, m.playbacks, m.requests, m.transcode, m.audioBytes} {
+	for _, c := range []prometheus.Collector{m.active, m.playbacks, m.requests, m.transcode, m.audioBytes, m.stopDelay} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

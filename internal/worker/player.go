@@ -37,6 +37,7 @@ var (
 	errStreamStopped = errors.New("worker: stream stopped")
 	errCleared       = errors.New("worker: cleared")
 	errInterrupted   = errors.New("worker: playback interrupted")
+	errSuperseded    = errors.New("worker: the edge moved the playback on")
 )
 
 // playback sends one audio source to one stream from offset on, paced by
@@ -71,6 +72,7 @@ type playback struct {
 	notify    chan struct{} // poked when heard changes or the playback must stop
 	stopMu    sync.Mutex
 	stopErr   error
+	stoppedAt time.Time // when the edge told it to stop (errSuperseded)
 }
 
 // observe handles the stream's events: mark echoes move heard forward;
@@ -133,6 +135,9 @@ func (p *playback) stop(err error) {
 	p.stopMu.Lock()
 	if p.stopErr == nil {
 		p.stopErr = err
+		if err == errSuperseded {
+			p.stoppedAt = time.Now()
+		}
 	}
 	p.stopMu.Unlock()
 }

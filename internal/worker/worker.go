@@ -286,7 +286,20 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 
 // onNoResponders stops the playback whose frame or ping found no edge
 // holding its stream: the call is over, or its edge is gone.
+//
+// A message with bus.HeaderStop instead is the edge telling the attempt
+// that published there to stop: the playback has moved on without it.
 func (w *Worker) onNoResponders(msg *nats.Msg) {
+	if msg.Header.Get(bus.HeaderStop) != "" {
+		token := msg.Subject[strings.LastIndexByte(msg.Subject, '.')+1:]
+		if p, ok := w.byReply.Load(token); ok {
+			if p, ok := p.(*playback); ok {
+				p.stop(errSuperseded)
+				p.wake()
+			}
+		}
+		return
+	}
 	if msg.Header.Get("Status") != "503" {
 		return
 	}
@@ -367,17 +380,23 @@ func (w *Worker) onPlay(req micro.Request) {
 // stream.
 func (w *Worker) enqueue(pr *bus.PlayRequest) bus.PlayReply {
 	id := nuid.Next()
-	pctx, cancel := context.WithTimeout(w.ctx, w.cfg.RequestTimeout)
-	info, err := w.lib.Probe(pctx, pr.Audio)
-	cancel()
-	if err != nil {
-		reply := bus.PlayReply{Type: bus.TypePlayReply, PlaybackID: id, Error: errorBody(err, pr.Audio)}
-		return reply
+	enq := bus.Enqueue{
+		Type: bus.TypeEnqueue, PlaybackID: id, RequestID: pr.ID, Audio: pr.Audio, Stream: pr.Stream,
+		Mode: pr.Mode, Interruptible: pr.Interruptible,
 	}
-	data, err := json.Marshal(bus.Enqueue{
-		Type: bus.TypeEnqueue, PlaybackID: id, RequestID: pr.ID, Audio: pr.Audio,
-		Mode: pr.Mode, DurationMs: info.Duration.Milliseconds(),
-	})
+	// A streamed playback's audio does not exist yet: the edge that holds
+	// the call plays it, subscribed to bus.PlaybackAudio(id) before it
+	// answers, and its reply (with audioSubject) goes back as it is.
+	if pr.Stream == nil {
+		pctx, cancel := context.WithTimeout(w.ctx, w.cfg.RequestTimeout)
+		info, err := w.lib.Probe(pctx, pr.Audio)
+		cancel()
+		if err != nil {
+			return bus.PlayReply{Type: bus.TypePlayReply, PlaybackID: id, Error: errorBody(err, pr.Audio)}
+		}
+		enq.DurationMs = info.Duration.Milliseconds()
+	}
+	data, err := json.Marshal(enq)
 	if err != nil {
 		return bus.ErrorReply(bus.CodeInternal, err.Error())
 	}
@@ -487,6 +506,12 @@ func (w *Worker) render(req micro.Request, rr *bus.RenderRequest) {
 	case err == nil:
 		w.m.playbacks.WithLabelValues("sent").Inc()
 		log.Info("playback sent", "sent_ms", sent/bytesPerMs, "took", took, "cached", src.Cached(), "transcode", timed.spent.Round(time.Microsecond), "realtime_factor", int(rtf))
+	case errors.Is(err, errSuperseded):
+		w.m.playbacks.WithLabelValues("superseded").Inc()
+		p.stopMu.Lock()
+		w.m.stopDelay.Observe(time.Since(p.stoppedAt).Seconds())
+		p.stopMu.Unlock()
+		log.Info("playback superseded: the edge moved it on", "sent_ms", sent/bytesPerMs, "took", took)
 	case isStop(err):
 		w.m.playbacks.WithLabelValues("stopped").Inc()
 		log.Info("playback stopped", "reason", err, "sent_ms", sent/bytesPerMs, "took", took, "cached", src.Cached())
@@ -540,7 +565,7 @@ func (w *Worker) publishEvent(ev bus.Event) {
 }
 
 func isStop(err error) bool {
-	return errors.Is(err, errStreamStopped) || errors.Is(err, errCleared) || errors.Is(err, errInterrupted) ||
+	return errors.Is(err, errStreamStopped) || errors.Is(err, errCleared) || errors.Is(err, errSuperseded) || errors.Is(err, errInterrupted) ||
 		errors.Is(err, errNoEcho) || errors.Is(err, errStreamGone) || errors.Is(err, errEdgeGone) || errors.Is(err, context.Canceled)
 }
 
