@@ -67,7 +67,8 @@ type Config struct {
 	SendTimeout time.Duration
 	// Lead is how far playbacks may run ahead of what the caller has heard
 	// (PLAYBACK_LEAD). It sizes the per-stream bus buffer and the slow-peer
-	// rule. Default 2 s.
+	// rule, and paces the playbacks the edge sends itself (streamed
+	// playbacks, producer media on .out). Default 2 s.
 	Lead time.Duration
 	// SlowPeerAfter is how long a peer may stay more than Lead (and a
 	// second's slack) behind real time, by its mark echoes, before it is
@@ -90,6 +91,10 @@ type Config struct {
 	// the one playing (MAX_QUEUED_PLAYBACKS). A play request past it is
 	// answered queue_full and changes nothing. Default 100.
 	MaxQueuedPlaybacks int
+	// StreamIdleTimeout fails a streamed playback (code stalled) whose
+	// producer sent neither audio nor the end for this long
+	// (STREAM_IDLE_TIMEOUT). Default 10 s.
+	StreamIdleTimeout time.Duration
 	// Logger receives the edge's logs. Nil discards them.
 	Logger *slog.Logger
 	// Registerer receives the edge's metrics; Gatherer serves /metrics.
@@ -131,6 +136,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxQueuedPlaybacks <= 0 {
 		c.MaxQueuedPlaybacks = 100
+	}
+	if c.StreamIdleTimeout <= 0 {
+		c.StreamIdleTimeout = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -14,6 +14,22 @@ type metrics struct {
 	firstAudio   prometheus.Histogram
 	queued       prometheus.Gauge // playbacks waiting in the calls' queues
 	sendQueue    prometheus.Histogram
+
+	relayedMedia, relayedMark prometheus.Counter     // relayed's children, for the pacer
+	streamChunks              *prometheus.CounterVec // streamed playbacks' chunks out of the ordinary, by kind
+	workerStops               prometheus.Counter
+}
+
+// countChunks adds a streamed playback's chunk counts.
+func (m *metrics) countChunks(s chunkStats) {
+	for _, k := range []struct {
+		kind string
+		n    int
+	}{{"out_of_order", s.outOfOrder}, {"missing", s.missing}, {"late", s.late}, {"bad", s.bad}} {
+		if k.n > 0 {
+			m.streamChunks.WithLabelValues(k.kind).Add(float64(k.n))
+		}
+	}
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -49,8 +65,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Messages waiting for a socket's writer, sampled as each message is queued.",
 			Buckets: []float64{0, 1, 2, 4, 8, 16, 32, 64},
 		}),
+		streamChunks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callcast_edge_stream_chunks_total",
+			Help: "Chunks of streamed playbacks out of the ordinary, by kind: out_of_order (put back in order), missing (played as silence), late (after being given up, or twice: dropped), bad (no valid Callcast-Seq: dropped).",
+		}, []string{"kind"}),
+		workerStops: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "callcast_edge_worker_stops_total", Help: "Superseded worker attempts told to stop (a playback paused for producer audio, or moved to another worker).",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.sockets, m.streams, m.relayed, m.relayedBytes, m.events, m.errors, m.firstAudio, m.queued, m.sendQueue} {
+	m.relayedMedia = m.relayed.WithLabelValues("media")
+	m.relayedMark = m.relayed.WithLabelValues("mark")
+	for _, c := range []prometheus.Collector{m.sockets, m.streams, m.relayed, m.relayedBytes, m.events, m.errors, m.firstAudio, m.queued, m.sendQueue, m.streamChunks, m.workerStops} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -30,21 +30,45 @@ type item struct {
 	lastActivity time.Time // last frame from its worker, or its dispatch
 	started      bool
 	failure      *bus.Error // set when its worker gave up part way
+
+	stream        *bus.StreamFormat // a streamed playback's format; nil for files
+	interruptible bool              // the caller's speech stops it (barge-in, see bargein.go)
+	// src holds the audio of a playback the edge plays itself (a streamed
+	// playback, or producer media on .out): the pacer sends it.
+	src *streamSource
+	// reply is the reply subject of the latest frame of its worker's
+	// attempt: where the edge tells a superseded attempt to stop.
+	reply string
 }
 
+// edgePlayed reports whether the edge sends its audio itself, rather than
+// a worker.
+func (it *item) edgePlayed() bool { return it.src != nil }
+
 func (it *item) body(reason string) *bus.Playback {
-	return &bus.Playback{
+	p := &bus.Playback{
 		ID: it.id, RequestID: it.reqID, Audio: it.audio, DurationMs: it.durationMs,
 		SentMs: bus.MsOf(it.sent), HeardMs: bus.MsOf(it.heard), Reason: reason,
 	}
+	if it.stream != nil {
+		p.Stream = it.stream.String()
+	}
+	return p
 }
 
-// controller arbitrates the playbacks of one call: one at a time is sent
-// (sending); those fully sent wait in draining for Twilio to echo their last
-// mark; the rest wait in queue. It hands each playback to a worker over
-// bus.SubjectRender and relays only that worker's frames.
+// controller arbitrates the playbacks of one call, its one timeline: one at
+// a time is sent (sending); those fully sent wait in draining for Twilio to
+// echo their last mark; the rest wait in queue. A file is handed to a
+// worker over bus.SubjectRender, and only that worker's frames are relayed;
+// a streamed playback is decoded and sent by the edge itself (pacer.go).
 type controller struct {
 	ss *session
+
+	// sendMu orders what goes to the socket: held from deciding what to
+	// send to queuing it for the writer, by the relay, the pacer and
+	// whoever clears, so that nothing of a playback stopped by a clear
+	// goes out after the clear. Taken before mu.
+	sendMu sync.Mutex
 
 	mu       sync.Mutex
 	queue    []*item
@@ -52,15 +76,18 @@ type controller struct {
 	draining []*item
 	closed   bool
 
-	wg       sync.WaitGroup // dispatches
+	wg       sync.WaitGroup // dispatches, the pacer, stream decoders
 	quit     chan struct{}
-	watchdog *time.Timer // fires checkWorker when the sending playback's worker goes quiet
+	kick     chan struct{} // pokes the pacer
+	watchdog *time.Timer   // fires checkWorker when the sending playback's worker goes quiet
 }
 
 func newController(ss *session) *controller {
-	c := &controller{ss: ss, quit: make(chan struct{})}
+	c := &controller{ss: ss, quit: make(chan struct{}), kick: make(chan struct{}, 1)}
 	c.watchdog = time.AfterFunc(time.Hour, c.checkWorker)
 	c.watchdog.Stop()
+	c.wg.Add(1)
+	go c.paceLoop()
 	return c
 }
 
@@ -85,10 +112,30 @@ func (c *controller) onEnqueue(msg *nats.Msg) {
 		c.respond(msg, bus.ErrorReply(bus.CodeBadRequest, err.Error()))
 		return
 	}
-	it := &item{id: req.PlaybackID, reqID: req.RequestID, audio: req.Audio, durationMs: req.DurationMs, end: -1}
+	it := &item{id: req.PlaybackID, reqID: req.RequestID, audio: req.Audio, durationMs: req.DurationMs, end: -1,
+		stream: req.Stream, interruptible: req.Interruptible}
+	reply := bus.PlayReply{Type: bus.TypePlayReply, PlaybackID: it.id, DurationMs: it.durationMs}
+	if it.stream != nil {
+		// Subscribed, and the server has it, before the reply: whatever the
+		// producer publishes once it has the reply reaches this source.
+		src, e := c.openStream(it)
+		if e != nil {
+			c.respond(msg, bus.PlayReply{Type: bus.TypePlayReply, PlaybackID: it.id, Error: e})
+			return
+		}
+		it.src = src
+		reply.AudioSubject = bus.PlaybackAudio(it.id)
+	}
+	if req.Mode == bus.ModeInterrupt {
+		c.sendMu.Lock()
+		defer c.sendMu.Unlock()
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
+		if it.src != nil {
+			it.src.close()
+		}
 		c.respond(msg, bus.ErrorReply(bus.CodeUnknownStream, "the stream has ended"))
 		return
 	}
@@ -104,6 +151,13 @@ func (c *controller) onEnqueue(msg *nats.Msg) {
 	if req.Mode == bus.ModeInterrupt {
 		evs = c.interruptLocked("interrupt")
 	}
+	if it.src != nil && it.src.decodes() {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			it.src.run()
+		}()
+	}
 	c.queue = append(c.queue, it)
 	c.ss.srv.metrics.queued.Inc()
 	next := c.advanceLocked()
@@ -113,12 +167,36 @@ func (c *controller) onEnqueue(msg *nats.Msg) {
 		c.ss.sendClear()
 	}
 	c.publish(evs)
-	c.respond(msg, bus.PlayReply{Type: bus.TypePlayReply, PlaybackID: it.id, DurationMs: it.durationMs})
+	c.respond(msg, reply)
 	c.dispatch(next)
+}
+
+// openStream subscribes a streamed playback's source to its audio subject
+// and waits for the server to confirm the subscription.
+func (c *controller) openStream(it *item) (*streamSource, *bus.Error) {
+	cfg := &c.ss.srv.cfg
+	src := newStreamSource(*it.stream, cfg.StreamIdleTimeout, c.wake)
+	sub, err := c.ss.srv.nc.Subscribe(bus.PlaybackAudio(it.id), src.onMsg)
+	if err != nil {
+		src.close()
+		return nil, &bus.Error{Code: bus.CodeInternal, Message: fmt.Sprintf("subscribe %s: %v", bus.PlaybackAudio(it.id), err)}
+	}
+	// The producer's own limit (MaxStreamRaw) ends a runaway stream; NATS
+	// should not drop chunks before.
+	_ = sub.SetPendingLimits(-1, 2*MaxStreamRaw)
+	src.mu.Lock()
+	src.sub = sub
+	src.mu.Unlock()
+	if err := c.ss.srv.nc.FlushTimeout(cfg.RenderTimeout); err != nil {
+		src.close()
+		return nil, &bus.Error{Code: bus.CodeUnavailable, Message: fmt.Sprintf("subscribe %s: %v", bus.PlaybackAudio(it.id), err)}
+	}
+	return src, nil
 }
 
 // onClear handles a clear published on .out by any producer: everything
 // playing or queued stops.
+// The caller holds sendMu, so that the clear goes out before anything else.
 func (c *controller) onClear() {
 	c.mu.Lock()
 	evs := c.interruptLocked("clear")
@@ -136,9 +214,11 @@ func (c *controller) admit(hdr string, out *bus.OutMessage, msg *nats.Msg) bool 
 	if it == nil || bus.PlaybackHeader(it.id, it.attempt) != hdr {
 		c.mu.Unlock()
 		c.ss.srv.metrics.errors.WithLabelValues("stale_playback_frame").Inc()
+		c.tellStop(msg.Reply, hdr)
 		return false
 	}
 	it.lastActivity = now
+	it.reply = msg.Reply
 	if reconnects != it.reconnects {
 		// The edge lost NATS since this attempt was dispatched, and with
 		// it whatever the worker published meanwhile. Drop the rest of the
@@ -147,6 +227,7 @@ func (c *controller) admit(hdr string, out *bus.OutMessage, msg *nats.Msg) bool 
 		it.attempt++
 		attempt, sent := it.attempt, it.sent
 		c.mu.Unlock()
+		c.tellStop(msg.Reply, hdr)
 		c.ss.srv.metrics.errors.WithLabelValues("nats_reconnect_resume").Inc()
 		c.ss.log.Info("reconnected to NATS; resuming playback from the last byte relayed", "playback", it.id, "attempt", attempt, "offset_ms", bus.MsOf(sent))
 		c.dispatch(it)
@@ -234,6 +315,7 @@ func (c *controller) onEcho(name string) {
 	}
 	c.mu.Unlock()
 	c.publish(evs)
+	c.wake()
 }
 
 // advanceLocked makes the next queued playback the sending one, if none is.
@@ -246,7 +328,9 @@ func (c *controller) advanceLocked() *item {
 	c.ss.srv.metrics.queued.Dec()
 	it.lastActivity = time.Now()
 	c.sending = it
-	c.watchdog.Reset(c.ss.srv.cfg.RenderTimeout)
+	if !it.edgePlayed() {
+		c.watchdog.Reset(c.ss.srv.cfg.RenderTimeout)
+	}
 	return it
 }
 
@@ -287,6 +371,11 @@ func (c *controller) interruptLocked(reason string) []bus.Event {
 	for _, it := range c.queue {
 		evs = append(evs, c.event(bus.EventPlaybackInterrupted, it, reason))
 	}
+	for _, it := range append(append(append([]*item(nil), c.draining...), c.sending), c.queue...) {
+		if it != nil && it.src != nil {
+			it.src.close()
+		}
+	}
 	c.ss.srv.metrics.queued.Sub(float64(len(c.queue)))
 	c.queue, c.sending, c.draining = nil, nil, nil
 	return evs
@@ -295,6 +384,10 @@ func (c *controller) interruptLocked(reason string) []bus.Event {
 // dispatch hands it to a worker in the background.
 func (c *controller) dispatch(it *item) {
 	if it == nil {
+		return
+	}
+	if it.edgePlayed() {
+		c.wake()
 		return
 	}
 	reconnects := c.ss.srv.nc.Stats().Reconnects
@@ -403,7 +496,7 @@ func (c *controller) renderFailed(it *item, attempt int, e *bus.Error) {
 func (c *controller) checkWorker() {
 	c.mu.Lock()
 	it := c.sending
-	if it == nil || c.closed {
+	if it == nil || c.closed || it.edgePlayed() {
 		c.mu.Unlock()
 		return
 	}
@@ -417,12 +510,15 @@ func (c *controller) checkWorker() {
 		c.renderFailed(it, it.attempt, &bus.Error{Code: bus.CodeNoWorkers, Message: "the worker stopped sending and no other could take over"})
 		return
 	}
+	oldReply, oldHdr := it.reply, bus.PlaybackHeader(it.id, it.attempt)
 	it.attempt++
 	it.lost++
 	it.lastActivity = time.Now()
+	it.reply = ""
 	c.watchdog.Reset(c.ss.srv.cfg.RenderTimeout) // the next worker may die too
 	attempt, sent := it.attempt, it.sent
 	c.mu.Unlock()
+	c.tellStop(oldReply, oldHdr) // in case it is only slow
 	c.ss.srv.metrics.errors.WithLabelValues("worker_lost").Inc()
 	c.ss.log.Warn("worker went silent; moving playback", "playback", it.id, "attempt", attempt, "offset_ms", bus.MsOf(sent))
 	c.dispatch(it)

@@ -300,6 +300,10 @@ func (ss *session) relay(msg *nats.Msg) {
 		ss.log.Warn("dropping invalid message from the bus", "err", err)
 		return
 	}
+	// Whatever is decided about this message goes to the socket before the
+	// pacer or a clear can send anything else.
+	ss.ctl.sendMu.Lock()
+	defer ss.ctl.sendMu.Unlock()
 	if hdr := msg.Header.Get(bus.HeaderPlayback); hdr != "" {
 		if !ss.ctl.admit(hdr, out, msg) {
 			return // a frame of a playback that was stopped or moved
@@ -427,6 +431,7 @@ func pendingLimit(lead time.Duration) int {
 }
 
 // sendClear queues a clear for Twilio and tells the bus.
+// The caller holds the controller's sendMu.
 func (ss *session) sendClear() {
 	bp := bufPool.Get().(*[]byte)
 	*bp = twilio.AppendClear((*bp)[:0], ss.sid)
