@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -46,7 +47,8 @@ type Config struct {
 	// ID names this edge in bus messages and logs. Default: hostname-pid.
 	ID string
 	// PublicURL is the edge's public base URL (https://voice.example.com),
-	// used to build the stream URL in the TwiML. Empty: the request's host.
+	// used to build the stream URL in the TwiML. Empty: the request's host,
+	// with wss:// unless it is a loopback host reached over plain HTTP.
 	PublicURL string
 	// TrustProxy honours X-Forwarded-Host and X-Forwarded-Proto when
 	// PublicURL is empty. Only enable it behind a proxy you run.
@@ -177,7 +179,9 @@ type Server struct {
 	aliveSub  *nats.Subscription
 	playsOnce sync.Once
 	playsQuit chan struct{}
-	playsDone chan struct{}
+	// streamURLOnce logs the first stream URL the webhook hands out.
+	streamURLOnce sync.Once
+	playsDone     chan struct{}
 }
 
 // New returns an edge that uses nc for the bus.
@@ -363,10 +367,12 @@ func (s *Server) incomingCall(c *fiber.Ctx) error {
 	if audio != "" {
 		params["audio"] = audio
 	}
-	doc, err := twilio.ConnectStream(s.streamURL(c), params, s.cfg.Say)
+	streamURL := s.streamURL(c)
+	doc, err := twilio.ConnectStream(streamURL, params, s.cfg.Say)
 	if err != nil {
 		return fiber.NewError(fiber.StatusBadRequest, err.Error())
 	}
+	s.logStreamURL(c, streamURL)
 	c.Set(fiber.HeaderContentType, "application/xml; charset=utf-8")
 	return c.SendString(doc)
 }
@@ -394,15 +400,57 @@ func (s *Server) publicBase(c *fiber.Ctx) string {
 	return proto + "://" + host
 }
 
-// streamURL is the URL of this edge's media stream as Twilio must see it:
-// the public base with wss:// for https:// (ws:// for plain http, which
-// only the test double accepts).
+// streamURL is the URL of this edge's media stream as Twilio must see it.
+// Twilio connects media streams only over wss://, so the scheme is wss://
+// unless the public base is plain http:// and either PUBLIC_URL says so or,
+// without PUBLIC_URL, the host is a loopback one (where only a local test
+// double connects). A request over plain HTTP for any other host came
+// through a tunnel or proxy that terminates TLS (ngrok, cloudflared).
 func (s *Server) streamURL(c *fiber.Ctx) string {
 	base := s.publicBase(c)
 	if rest, ok := strings.CutPrefix(base, "https://"); ok {
 		return "wss://" + rest + PathMediaStream
 	}
-	return "ws://" + strings.TrimPrefix(base, "http://") + PathMediaStream
+	rest := strings.TrimPrefix(base, "http://")
+	if s.cfg.PublicURL == "" && !loopbackHost(rest) {
+		return "wss://" + rest + PathMediaStream
+	}
+	return "ws://" + rest + PathMediaStream
+}
+
+// loopbackHost reports whether host (with or without a port) is localhost
+// or a loopback address.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// logStreamURL logs, once per edge, the stream URL the webhook hands out
+// and where its host came from, so a first call that stays silent can be
+// told from a wrong address at a glance.
+func (s *Server) logStreamURL(c *fiber.Ctx, streamURL string) {
+	s.streamURLOnce.Do(func() {
+		from := "request Host"
+		switch {
+		case s.cfg.PublicURL != "":
+			from = "PUBLIC_URL"
+		case s.cfg.TrustProxy && c.Get(fiber.HeaderXForwardedHost) != "":
+			from = "X-Forwarded-Host"
+		}
+		if strings.HasPrefix(streamURL, "ws://") {
+			s.log.Warn("webhook answered: media streams are sent to a ws:// URL, which Twilio does not connect to (local test doubles only); set PUBLIC_URL to the https address Twilio reaches",
+				"stream_url", streamURL, "from", from)
+			return
+		}
+		s.log.Info("webhook answered: media streams are sent to this URL", "stream_url", streamURL, "from", from)
+	})
 }
 
 func firstValue(h string) string {

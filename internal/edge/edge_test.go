@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http/httptest"
 	"runtime"
@@ -423,6 +424,7 @@ func TestIncomingCallTwiML(t *testing.T) {
 		name    string
 		cfg     Config
 		method  string
+		host    string // default edge.test
 		target  string
 		body    string
 		headers map[string]string
@@ -430,17 +432,32 @@ func TestIncomingCallTwiML(t *testing.T) {
 		status  int
 	}{
 		{name: "request host", method: "GET", target: "/incoming-call?audio=hold.mp3",
-			want: []string{`<Connect><Stream url="ws://edge.test/media-stream"><Parameter name="audio" value="hold.mp3"/></Stream></Connect>`}},
+			want: []string{`<Connect><Stream url="wss://edge.test/media-stream"><Parameter name="audio" value="hold.mp3"/></Stream></Connect>`}},
+		{name: "plain http to a public host is a tunnel: wss", method: "POST", host: "abc123.ngrok-free.app", target: "/incoming-call",
+			want: []string{`url="wss://abc123.ngrok-free.app/media-stream"`}},
+		{name: "plain http to a host with a port: wss", method: "GET", host: "192.0.2.7:8080", target: "/incoming-call",
+			want: []string{`url="wss://192.0.2.7:8080/media-stream"`}},
+		{name: "loopback address: ws", method: "GET", host: "127.0.0.1:8080", target: "/incoming-call",
+			want: []string{`url="ws://127.0.0.1:8080/media-stream"`}},
+		{name: "localhost: ws", method: "GET", host: "localhost:8080", target: "/incoming-call",
+			want: []string{`url="ws://localhost:8080/media-stream"`}},
+		{name: "ipv6 loopback: ws", method: "GET", host: "[::1]:8080", target: "/incoming-call",
+			want: []string{`url="ws://[::1]:8080/media-stream"`}},
 		{name: "public url", cfg: Config{PublicURL: "https://voice.example.com/base/"}, method: "GET", target: "/incoming-call",
 			want: []string{`<Stream url="wss://voice.example.com/base/media-stream"/>`}},
+		{name: "public url over plain http is taken as written", cfg: Config{PublicURL: "http://voice.example.com"}, method: "GET", target: "/incoming-call",
+			want: []string{`<Stream url="ws://voice.example.com/media-stream"/>`}},
 		{name: "form value and say", cfg: Config{PublicURL: "https://voice.example.com", Say: "Hello & welcome"}, method: "POST", target: "/incoming-call",
 			body: "CallSid=CA1&audio=a%26b.mp3", headers: map[string]string{"Content-Type": "application/x-www-form-urlencoded"},
 			want: []string{`<Say>Hello &amp; welcome</Say><Connect>`, `<Parameter name="audio" value="a&amp;b.mp3"/>`}},
-		{name: "forwarded headers ignored", method: "GET", target: "/incoming-call",
+		{name: "forwarded headers ignored", method: "GET", host: "localhost:8080", target: "/incoming-call",
 			headers: map[string]string{"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https"},
-			want:    []string{`url="ws://edge.test/media-stream"`}},
+			want:    []string{`url="ws://localhost:8080/media-stream"`}},
 		{name: "forwarded headers trusted", cfg: Config{TrustProxy: true}, method: "GET", target: "/incoming-call",
 			headers: map[string]string{"X-Forwarded-Host": "voice.example.com, proxy.internal", "X-Forwarded-Proto": "https"},
+			want:    []string{`url="wss://voice.example.com/media-stream"`}},
+		{name: "forwarded plain http to a public host: wss", cfg: Config{TrustProxy: true}, method: "GET", host: "localhost:8080", target: "/incoming-call",
+			headers: map[string]string{"X-Forwarded-Host": "voice.example.com", "X-Forwarded-Proto": "http"},
 			want:    []string{`url="wss://voice.example.com/media-stream"`}},
 		{name: "parameter too long", method: "GET", target: "/incoming-call?audio=" + strings.Repeat("a", 600), status: 400},
 	}
@@ -450,7 +467,11 @@ func TestIncomingCallTwiML(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			req := httptest.NewRequest(tt.method, "http://edge.test"+tt.target, strings.NewReader(tt.body))
+			host := tt.host
+			if host == "" {
+				host = "edge.test"
+			}
+			req := httptest.NewRequest(tt.method, "http://"+host+tt.target, strings.NewReader(tt.body))
 			for k, v := range tt.headers {
 				req.Header.Set(k, v)
 			}
@@ -473,6 +494,46 @@ func TestIncomingCallTwiML(t *testing.T) {
 			}
 			if want == 200 && resp.Header.Get("Content-Type") != "application/xml; charset=utf-8" {
 				t.Errorf("content type %q", resp.Header.Get("Content-Type"))
+			}
+		})
+	}
+}
+
+// TestStreamURLLoggedOnce: the first webhook logs the stream URL it hands
+// out, and where its host came from; later ones do not.
+func TestStreamURLLoggedOnce(t *testing.T) {
+	nc := connect(t, runNATS(t))
+	tests := []struct {
+		name  string
+		host  string
+		level string
+		want  string
+	}{
+		{"tunnel", "abc123.ngrok-free.app", "INFO", "stream_url=wss://abc123.ngrok-free.app/media-stream from=\"request Host\""},
+		{"loopback", "127.0.0.1:8080", "WARN", "stream_url=ws://127.0.0.1:8080/media-stream from=\"request Host\""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs calltest.SyncBuffer
+			srv, err := New(nc, Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 3 {
+				resp, err := srv.App().Test(httptest.NewRequest("POST", "http://"+tt.host+PathIncomingCall, nil))
+				if err != nil || resp.StatusCode != 200 {
+					t.Fatalf("webhook: %v %v", resp, err)
+				}
+			}
+			lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+			var found []string
+			for _, l := range lines {
+				if strings.Contains(l, "stream_url=") {
+					found = append(found, l)
+				}
+			}
+			if len(found) != 1 || !strings.Contains(found[0], "level="+tt.level) || !strings.Contains(found[0], tt.want) {
+				t.Errorf("log lines with the stream URL:\n%s\nwant one at %s with %s", strings.Join(found, "\n"), tt.level, tt.want)
 			}
 		})
 	}

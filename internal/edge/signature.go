@@ -34,11 +34,21 @@ func (s *Server) signatureValid(c *fiber.Ctx, sig string) bool {
 		return s.validator.Validate(u, map[string]string{}, sig) ||
 			s.validator.Validate(u+"/", map[string]string{}, sig)
 	}
-	u := s.publicBase(c) + string(c.Request().RequestURI())
-	if c.Method() == fiber.MethodPost && strings.HasPrefix(string(c.Request().Header.ContentType()), fiber.MIMEApplicationForm) {
-		return s.validator.ValidateBody(u, c.Body(), sig)
+	valid := func(u string) bool {
+		if c.Method() == fiber.MethodPost && strings.HasPrefix(string(c.Request().Header.ContentType()), fiber.MIMEApplicationForm) {
+			return s.validator.ValidateBody(u, c.Body(), sig)
+		}
+		return s.validator.Validate(u, map[string]string{}, sig)
 	}
-	return s.validator.Validate(u, map[string]string{}, sig)
+	u := s.publicBase(c) + string(c.Request().RequestURI())
+	if valid(u) {
+		return true
+	}
+	// Without PUBLIC_URL, a request that arrived over plain HTTP may have
+	// been signed for https:// (a tunnel terminating TLS, as streamURL
+	// assumes).
+	rest, plain := strings.CutPrefix(u, "http://")
+	return s.cfg.PublicURL == "" && plain && valid("https://"+rest)
 }
 
 func newValidator(token string) *client.RequestValidator {

@@ -1,17 +1,15 @@
 package edge
 
 import (
-	"context"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/fasthttp/websocket"
 
+	"github.com/callcast/callcast/internal/calltest"
 	"github.com/callcast/callcast/internal/twilio"
 )
 
@@ -35,6 +33,10 @@ func TestWebhookSignature(t *testing.T) {
 			sign: func() string { return twilio.Sign(token, "https://voice.example.com/incoming-call?audio=a.mp3", nil) }, status: 200},
 		{name: "request host when no public url", method: "GET", target: "/incoming-call",
 			sign: func() string { return twilio.Sign(token, "http://edge.test/incoming-call", nil) }, status: 200},
+		{name: "https through a tunnel when no public url", method: "POST", target: "/incoming-call",
+			sign: func() string { return twilio.Sign(token, "https://edge.test/incoming-call", formParams) }, status: 200},
+		{name: "https through a tunnel, another host", method: "POST", target: "/incoming-call",
+			sign: func() string { return twilio.Sign(token, "https://evil.example/incoming-call", formParams) }, status: 403},
 		{name: "unsigned", publicURL: "https://voice.example.com", method: "POST", target: "/incoming-call",
 			sign: func() string { return "" }, status: 403},
 		{name: "wrong token", publicURL: "https://voice.example.com", method: "POST", target: "/incoming-call",
@@ -109,30 +111,32 @@ func TestUpgradeSignature(t *testing.T) {
 }
 
 func TestPublicURLSignsUpgradeAsWSS(t *testing.T) {
+	tests := []struct {
+		name, publicURL, host, signed string
+	}{
+		{"public url", "https://voice.example.com", "", "wss://voice.example.com/media-stream"},
+		// A tunnel forwards Twilio's wss:// upgrade over plain HTTP with its
+		// own host: the edge handed out wss://<host>, and that is signed.
+		{"tunnel host, no public url", "", "abc123.ngrok-free.app", "wss://abc123.ngrok-free.app/media-stream"},
+	}
 	nc := connect(t, runNATS(t))
-	srv, err := New(nc, Config{AuthToken: token, PublicURL: "https://voice.example.com"})
-	if err != nil {
-		t.Fatal(err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, err := New(nc, Config{AuthToken: token, PublicURL: tt.publicURL})
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := calltest.Serve(t, "edge", srv)
+			h := http.Header{}
+			if tt.host != "" {
+				h.Set("Host", tt.host)
+			}
+			h.Set(twilio.HeaderSignature, twilio.Sign(token, tt.signed, nil))
+			conn, resp, err := websocket.DefaultDialer.Dial("ws://"+addr+PathMediaStream, h)
+			if err != nil {
+				t.Fatalf("upgrade signed over %s refused: %v %v", tt.signed, err, resp)
+			}
+			conn.Close()
+		})
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Error(err)
-		}
-		<-served
-	})
-	h := http.Header{}
-	h.Set(twilio.HeaderSignature, twilio.Sign(token, "wss://voice.example.com/media-stream", nil))
-	conn, resp, err := websocket.DefaultDialer.Dial("ws://"+ln.Addr().String()+PathMediaStream, h)
-	if err != nil {
-		t.Fatalf("upgrade signed over the public wss:// URL refused: %v %v", err, resp)
-	}
-	conn.Close()
 }
