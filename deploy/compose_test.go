@@ -520,16 +520,16 @@ var (
 	workerBuckets = []string{"callcast-audio", "callcast-cache"}
 	workerService = []string{"$SRV.PING", "$SRV.INFO", "$SRV.STATS", "$SRV.*.callcast-worker", "$SRV.*.callcast-worker.*"}
 	authPublish   = map[string][]string{
-		"edge": {"callcast.stream.started", "callcast.stream.*.events", "callcast.render"},
+		"edge": {"callcast.stream.started", "callcast.stream.*.events", "callcast.render", "callcast.stream.*.in"},
 		"worker": append([]string{"callcast.stream.*.out", "callcast.stream.*.events", "callcast.stream.*.play", "callcast.edge.*.alive"},
 			objectStoreSubjects(workerBuckets...)...),
-		"producer": append([]string{"callcast.play", "callcast.stream.*.out"}, workerService...),
+		"producer": append([]string{"callcast.play", "callcast.stream.*.out", "callcast.stream.*.listen"}, workerService...),
 	}
 	authSubscribe = map[string][]string{
-		"edge": {"callcast.stream.*.out", "callcast.stream.*.play", "callcast.edge.*.alive", "_INBOX_callcast_edge.>"},
+		"edge": {"callcast.stream.*.out", "callcast.stream.*.play", "callcast.edge.*.alive", "_INBOX_callcast_edge.>", "callcast.stream.*.listen"},
 		"worker": append([]string{"callcast.stream.started callcast-workers", "callcast.play callcast-workers",
 			"callcast.render callcast-workers", "callcast.stream.*.events", "_INBOX_callcast_worker.>"}, workerService...),
-		"producer": {"callcast.stream.*.events", "_INBOX.>"},
+		"producer": {"callcast.stream.*.events", "_INBOX.>", "callcast.stream.*.in"},
 	}
 	// authResponds are the users that answer requests: allow_responses.
 	authResponds = map[string]bool{"edge": true, "worker": true}
@@ -792,6 +792,31 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 			receive(t, wev, "worker: own event")
 			receive(t, pev, "producer: worker event")
 		}},
+		{"producer takes a lease on a call's audio and hears the caller", func(t *testing.T) {
+			s, err := edge.Subscribe("callcast.stream.MZ1.listen", func(m *nats.Msg) {
+				_ = m.Respond([]byte(`{"leaseMs":10000}`))
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = s.Unsubscribe() })
+			if err := edge.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			in := sub(t, producer, "callcast.stream.*.in")
+			if _, err := producer.Request("callcast.stream.MZ1.listen", nil, 5*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			audio := &nats.Msg{Subject: "callcast.stream.MZ1.in", Header: nats.Header{}, Data: []byte{0xFF, 0x7F}}
+			audio.Header.Set("Callcast-Seq", "1")
+			audio.Header.Set("Callcast-Timestamp", "0")
+			if err := edge.PublishMsg(audio); err != nil {
+				t.Fatal(err)
+			}
+			if m := receive(t, in, "caller audio"); m.Header.Get("Callcast-Seq") != "1" {
+				t.Errorf("caller audio headers %v", m.Header)
+			}
+		}},
 		{"producer asks a worker to play, which queues it on the edge", func(t *testing.T) {
 			// The edge holding MZ1 takes its playbacks, with no queue group.
 			s, err := edge.Subscribe("callcast.stream.MZ1.play", func(m *nats.Msg) {
@@ -1006,6 +1031,10 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 		{"producer", "listening to a call", subscribe("callcast.stream.MZ1.out")},
 		{"producer", "listening to every call", subscribe("callcast.stream.*.out")},
 		{"producer", "render requests", publish("callcast.render")},
+		{"producer", "forging caller audio", publish("callcast.stream.MZ1.in")},
+		{"producer", "posing as an edge to listeners", subscribe("callcast.stream.*.listen")},
+		{"worker", "listening to callers", subscribe("callcast.stream.*.in")},
+		{"edge", "taking leases from other edges", publish("callcast.stream.MZ1.listen")},
 		{"producer", "queueing on an edge past the workers", publish("callcast.stream.MZ1.play")},
 		{"producer", "taking playbacks queued on an edge", subscribe("callcast.stream.*.play")},
 		{"producer", "taking play requests", queueSubscribe("callcast.play", "callcast-workers")},

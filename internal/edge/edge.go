@@ -97,6 +97,18 @@ type Config struct {
 	// producer sent neither audio nor the end for this long
 	// (STREAM_IDLE_TIMEOUT). Default 10 s.
 	StreamIdleTimeout time.Duration
+	// CallerAudio says when a call's audio is published on bus.StreamIn:
+	// CallerAudioListen (the default, ""), CallerAudioOn or CallerAudioOff.
+	CallerAudio string
+	// CallerAudioBatch is how much caller audio one bus.StreamIn message
+	// holds at most: 20 ms (the default, one Twilio frame) to 200 ms.
+	CallerAudioBatch time.Duration
+	// ListenLease is the lease a bus.StreamListen request gets when it asks
+	// for no length. Default 10 s; 1 s to 1 min.
+	ListenLease time.Duration
+	// VAD, "on" (the default, "") or "off", runs a voice-activity detector
+	// on every call's audio: speech.* events and barge-in.
+	VAD string
 	// Logger receives the edge's logs. Nil discards them.
 	Logger *slog.Logger
 	// Registerer receives the edge's metrics; Gatherer serves /metrics.
@@ -187,6 +199,9 @@ type Server struct {
 // New returns an edge that uses nc for the bus.
 func New(nc *nats.Conn, cfg Config) (*Server, error) {
 	cfg.setDefaults()
+	if err := cfg.checkCallerConfig(); err != nil {
+		return nil, err
+	}
 	if cfg.PublicURL != "" {
 		u, err := url.Parse(cfg.PublicURL)
 		if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
@@ -536,6 +551,10 @@ func (s *Server) playRequests() chan *nats.Msg {
 
 // servePlay hands a play request to the controller of its stream.
 func (s *Server) servePlay(msg *nats.Msg) {
+	if strings.HasSuffix(msg.Subject, ".listen") {
+		s.serveListen(msg) // bus.StreamListen requests share the channel
+		return
+	}
 	sid := strings.TrimSuffix(strings.TrimPrefix(msg.Subject, "callcast.stream."), ".play")
 	s.mu.Lock()
 	ss := s.streams[sid]

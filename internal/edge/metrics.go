@@ -14,6 +14,7 @@ type metrics struct {
 	firstAudio   prometheus.Histogram
 	queued       prometheus.Gauge // playbacks waiting in the calls' queues
 	sendQueue    prometheus.Histogram
+	caller       *callerMetrics
 
 	relayedMedia, relayedMark prometheus.Counter     // relayed's children, for the pacer
 	streamChunks              *prometheus.CounterVec // streamed playbacks' chunks out of the ordinary, by kind
@@ -72,10 +73,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		workerStops: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "callcast_edge_worker_stops_total", Help: "Superseded worker attempts told to stop (a playback paused for producer audio, or moved to another worker).",
 		}),
+		caller: newCallerMetrics(),
 	}
 	m.relayedMedia = m.relayed.WithLabelValues("media")
 	m.relayedMark = m.relayed.WithLabelValues("mark")
-	for _, c := range []prometheus.Collector{m.sockets, m.streams, m.relayed, m.relayedBytes, m.events, m.errors, m.firstAudio, m.queued, m.sendQueue, m.streamChunks, m.workerStops} {
+	for _, c := range append([]prometheus.Collector{m.sockets, m.streams, m.relayed, m.relayedBytes, m.events, m.errors, m.firstAudio, m.queued, m.sendQueue, m.streamChunks, m.workerStops}, m.caller.collectors()...) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -48,6 +48,7 @@ type session struct {
 	sub       *nats.Subscription // StreamOut
 	playSub   *nats.Subscription // StreamPlay
 	ctl       *controller
+	caller    *callerAudio // set on start
 	gotAudio  atomic.Bool
 	lag       *lagMeter
 }
@@ -124,11 +125,17 @@ func (ss *session) readLoop() (string, error) {
 		if err != nil {
 			return ss.readError(err)
 		}
-		// Caller audio, 50 messages a second, is not used: once the stream
-		// has started, skip what is plainly a media message unread, without
+		// Caller audio, 50 messages a second: once the stream has started,
+		// what is plainly a media message goes to the caller's audio, or,
+		// while nobody listens and no VAD runs, is skipped unread without
 		// allocating.
 		if ss.sid != "" && mt == websocket.TextMessage && n == len(head) && string(head[:]) == mediaPrefix {
-			if _, err := io.Copy(io.Discard, r); err != nil {
+			if ss.caller.skip() {
+				_, err = io.Copy(io.Discard, r)
+			} else {
+				err = ss.caller.read(head[:], r)
+			}
+			if err != nil {
 				return ss.readError(err)
 			}
 			continue
@@ -177,8 +184,10 @@ func (ss *session) readLoop() (string, error) {
 			deadline = cfg.ReadTimeout
 			armed = time.Time{}
 		case twilio.EventMedia:
-			// Caller audio: nothing consumes it yet; reading it promptly
-			// keeps Twilio's sends flowing.
+			// Caller audio in a shape the fast path above did not take.
+			if !ss.caller.skip() {
+				ss.caller.take(data)
+			}
 		case twilio.EventDTMF:
 			ev := bus.NewEvent(ss.sid, bus.EventDTMF)
 			ev.DTMF = &bus.DTMF{Digit: msg.DTMF.Digit}
@@ -251,6 +260,9 @@ func (ss *session) start(msg *twilio.Message) error {
 	ss.ctl = newController(ss)
 	if ss.playSub, err = ss.srv.nc.ChanSubscribe(bus.StreamPlay(sid), ss.srv.playRequests()); err != nil {
 		return fmt.Errorf("edge: subscribe %s: %w", bus.StreamPlay(sid), err)
+	}
+	if err := ss.startCaller(st); err != nil {
+		return err
 	}
 	started := bus.StreamStarted{
 		Type:             bus.TypeStreamStarted,
@@ -449,6 +461,7 @@ func (ss *session) finish(reason string) {
 			_ = sub.Unsubscribe()
 		}
 	}
+	ss.caller.close()
 	if ss.ctl != nil {
 		ss.ctl.close(reason)
 	}

@@ -1,0 +1,325 @@
+package edge
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callcast/callcast/internal/bus"
+	"github.com/callcast/callcast/internal/twilio"
+	"github.com/callcast/callcast/internal/vad"
+)
+
+// Caller audio settings (Config.CallerAudio).
+const (
+	// CallerAudioListen publishes a call's audio on bus.StreamIn while
+	// someone holds a lease on it (bus.StreamListen), or when its start
+	// carries the custom parameter callerAudio=on. The default.
+	CallerAudioListen = "listen"
+	// CallerAudioOn publishes every call's audio.
+	CallerAudioOn = "on"
+	// CallerAudioOff never publishes caller audio.
+	CallerAudioOff = "off"
+)
+
+// Defaults and bounds of the caller audio settings.
+const (
+	DefaultCallerAudioBatch = 20 * time.Millisecond
+	MaxCallerAudioBatch     = 200 * time.Millisecond
+	DefaultListenLease      = 10 * time.Second
+	MaxListenLease          = 60 * time.Second
+	minListenLease          = time.Second
+
+	// ParamCallerAudio is the custom parameter of a start that asks for the
+	// call's audio to be published whatever the leases (value "on").
+	ParamCallerAudio = "callerAudio"
+)
+
+// frameBytes is one Twilio caller frame: 20 ms of μ-law.
+const frameBytes = 160
+
+// callerMetrics count caller audio and speech.
+type callerMetrics struct {
+	messages prometheus.Counter
+	bytes    prometheus.Counter
+	dropped  *prometheus.CounterVec // by reason
+	leases   prometheus.Counter
+	speech   *prometheus.CounterVec // by event
+	bargeIns prometheus.Counter
+}
+
+func newCallerMetrics() *callerMetrics {
+	return &callerMetrics{
+		messages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "callcast_edge_caller_audio_messages_total", Help: "Caller audio messages published on callcast.stream.<sid>.in.",
+		}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "callcast_edge_caller_audio_bytes_total", Help: "Caller μ-law bytes published on callcast.stream.<sid>.in.",
+		}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callcast_edge_caller_audio_dropped_total", Help: "Caller audio frames not published, by reason: publish (the bus refused it), bad_frame (undecodable payload).",
+		}, []string{"reason"}),
+		leases: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "callcast_edge_listen_leases_total", Help: "Leases on caller audio granted or renewed.",
+		}),
+		speech: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callcast_edge_speech_events_total", Help: "Speech events detected in callers' audio, by event.",
+		}, []string{"event"}),
+		bargeIns: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "callcast_edge_barge_ins_total", Help: "Interruptible playbacks stopped because the caller spoke.",
+		}),
+	}
+}
+
+func (m *callerMetrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.messages, m.bytes, m.dropped, m.leases, m.speech, m.bargeIns}
+}
+
+// checkCallerConfig checks and defaults the caller audio settings of c.
+func (c *Config) checkCallerConfig() error {
+	switch c.CallerAudio {
+	case "":
+		c.CallerAudio = CallerAudioListen
+	case CallerAudioListen, CallerAudioOn, CallerAudioOff:
+	default:
+		return fmt.Errorf("edge: CALLER_AUDIO %q: want on, off or listen", c.CallerAudio)
+	}
+	switch c.VAD {
+	case "":
+		c.VAD = "on"
+	case "on", "off":
+	default:
+		return fmt.Errorf("edge: VAD %q: want on or off", c.VAD)
+	}
+	if c.CallerAudioBatch == 0 {
+		c.CallerAudioBatch = DefaultCallerAudioBatch
+	}
+	if c.CallerAudioBatch < DefaultCallerAudioBatch || c.CallerAudioBatch > MaxCallerAudioBatch {
+		return fmt.Errorf("edge: CALLER_AUDIO_BATCH %v: want 20ms to 200ms", c.CallerAudioBatch)
+	}
+	if c.ListenLease == 0 {
+		c.ListenLease = DefaultListenLease
+	}
+	if c.ListenLease < minListenLease || c.ListenLease > MaxListenLease {
+		return fmt.Errorf("edge: listen lease %v: want 1s to 1m", c.ListenLease)
+	}
+	return nil
+}
+
+// callerAudio is what the edge does with one call's audio: publish it on
+// bus.StreamIn while it should, and look for speech in it. The session's
+// reader owns it; only the lease is touched by other goroutines.
+type callerAudio struct {
+	ss       *session
+	subject  string
+	always   bool          // CALLER_AUDIO=on, or the call asked with callerAudio=on
+	leasable bool          // leases may be granted (not CALLER_AUDIO=off)
+	until    atomic.Int64  // lease end, Unix ns; 0: none
+	vad      *vad.Detector // nil: VAD=off
+	listen   *nats.Subscription
+
+	// The reader's, reused from message to message.
+	msg   bytes.Buffer
+	ulaw  []byte
+	batch []byte
+	first twilio.InboundMedia // Chunk and Timestamp of the batch's first frame
+	last  int64               // chunk of the batch's last frame
+	max   int                 // batch size, bytes
+	out   nats.Msg
+}
+
+// startCaller sets up the call's caller audio and subscribes to its listen
+// subject; the session calls it on start, before announcing the stream.
+func (ss *session) startCaller(st *twilio.Start) error {
+	cfg := &ss.srv.cfg
+	c := &callerAudio{
+		ss:       ss,
+		subject:  bus.StreamIn(ss.sid),
+		always:   cfg.CallerAudio == CallerAudioOn || cfg.CallerAudio == CallerAudioListen && st.CustomParameters[ParamCallerAudio] == "on",
+		leasable: cfg.CallerAudio != CallerAudioOff,
+		max:      int(cfg.CallerAudioBatch/time.Millisecond) * 8,
+	}
+	c.out = nats.Msg{Subject: c.subject, Header: nats.Header{bus.HeaderSeq: {""}, bus.HeaderTimestamp: {""}}}
+	if cfg.VAD == "on" {
+		c.vad = vad.New(vad.Config{})
+	}
+	var err error
+	if c.listen, err = ss.srv.nc.ChanSubscribe(bus.StreamListen(ss.sid), ss.srv.playRequests()); err != nil {
+		return fmt.Errorf("edge: subscribe %s: %w", bus.StreamListen(ss.sid), err)
+	}
+	ss.caller = c
+	return nil
+}
+
+// skip reports whether the call's audio is of no use now: no VAD, nobody
+// listening. It costs an atomic load while no lease was ever taken.
+func (c *callerAudio) skip() bool {
+	if c == nil {
+		return true
+	}
+	if c.vad != nil || c.always {
+		return false
+	}
+	return !c.leased()
+}
+
+// leased reports whether a lease runs; once it has run out, it flushes
+// what is batched.
+func (c *callerAudio) leased() bool {
+	u := c.until.Load()
+	if u == 0 {
+		return false
+	}
+	if time.Now().UnixNano() < u {
+		return true
+	}
+	c.until.CompareAndSwap(u, 0) // unless renewed meanwhile
+	c.flush()
+	return false
+}
+
+// read takes one media message whose first bytes, head, were read already.
+func (c *callerAudio) read(head []byte, r io.Reader) error {
+	c.msg.Reset()
+	c.msg.Write(head)
+	if _, err := c.msg.ReadFrom(r); err != nil {
+		return err
+	}
+	c.take(c.msg.Bytes())
+	return nil
+}
+
+// take handles one media message from Twilio.
+func (c *callerAudio) take(data []byte) {
+	m := c.ss.srv.metrics
+	in, ok := twilio.CutMedia(data)
+	if !ok {
+		msg, err := twilio.ParseMessage(data)
+		if err == nil {
+			in, err = twilio.MediaOf(msg)
+		}
+		if err != nil {
+			m.errors.WithLabelValues("bad_message").Inc()
+			c.ss.log.Warn("ignoring invalid message", "err", err, "bytes", len(data))
+			return
+		}
+	}
+	if string(in.StreamSid) != c.ss.sid {
+		m.errors.WithLabelValues("wrong_stream").Inc()
+		c.ss.log.Warn("ignoring message for another stream", "event", twilio.EventMedia, "msg_stream_sid", string(in.StreamSid))
+		return
+	}
+	if n := base64.StdEncoding.DecodedLen(len(in.Payload)); cap(c.ulaw) < n {
+		c.ulaw = make([]byte, n)
+	}
+	n, err := base64.StdEncoding.Decode(c.ulaw[:cap(c.ulaw)], in.Payload)
+	if err != nil || n == 0 || len(in.Payload)%4 != 0 {
+		m.caller.dropped.WithLabelValues("bad_frame").Inc()
+		return
+	}
+	ulaw := c.ulaw[:n]
+	if c.always || c.leased() {
+		c.add(in.Chunk, in.Timestamp, ulaw)
+	}
+	if c.vad != nil {
+		c.detect(ulaw, in.Timestamp)
+	}
+}
+
+// add batches one frame for bus.StreamIn. A message holds consecutive
+// frames only: a frame that does not follow the last one (lost, repeated or
+// out of order) starts a new message, and so does a frame of an unusual
+// size, which travels alone, so that Seq + len/160 is the next message's
+// Seq unless frames were lost or reordered.
+func (c *callerAudio) add(chunk, ts int64, ulaw []byte) {
+	odd := len(ulaw) != frameBytes
+	if len(c.batch) > 0 && (chunk != c.last+1 || odd) {
+		c.flush()
+	}
+	if len(c.batch) == 0 {
+		c.first.Chunk, c.first.Timestamp = chunk, ts
+	}
+	c.batch = append(c.batch, ulaw...)
+	c.last = chunk
+	if len(c.batch) >= c.max || odd {
+		c.flush()
+	}
+}
+
+// flush publishes the batch.
+func (c *callerAudio) flush() {
+	if len(c.batch) == 0 {
+		return
+	}
+	m := c.ss.srv.metrics.caller
+	c.out.Header[bus.HeaderSeq][0] = strconv.FormatInt(c.first.Chunk, 10)
+	c.out.Header[bus.HeaderTimestamp][0] = strconv.FormatInt(c.first.Timestamp, 10)
+	c.out.Data = c.batch
+	if err := c.ss.srv.nc.PublishMsg(&c.out); err != nil { // copies the data
+		m.dropped.WithLabelValues("publish").Add(float64((len(c.batch) + frameBytes - 1) / frameBytes))
+	} else {
+		m.messages.Inc()
+		m.bytes.Add(float64(len(c.batch)))
+	}
+	c.batch = c.batch[:0]
+}
+
+// close flushes what is batched and stops taking leases. The session calls
+// it once its reader has returned.
+func (c *callerAudio) close() {
+	if c == nil {
+		return
+	}
+	if c.listen != nil {
+		_ = c.listen.Unsubscribe()
+	}
+	if c.always || c.until.Load() != 0 {
+		c.flush()
+	}
+}
+
+// serveListen grants or renews a lease on a call's caller audio.
+func (s *Server) serveListen(msg *nats.Msg) {
+	sid := strings.TrimSuffix(strings.TrimPrefix(msg.Subject, "callcast.stream."), ".listen")
+	reply := bus.ListenReply{Type: bus.TypeListenReply}
+	var req bus.ListenRequest
+	s.mu.Lock()
+	ss := s.streams[sid]
+	s.mu.Unlock()
+	switch {
+	case len(bytes.TrimSpace(msg.Data)) > 0 && json.Unmarshal(msg.Data, &req) != nil || req.LeaseMs < 0:
+		reply.Error = &bus.Error{Code: bus.CodeBadRequest, Message: "want {\"leaseMs\":…} or an empty body"}
+	case ss == nil || ss.caller == nil:
+		reply.Error = &bus.Error{Code: bus.CodeUnknownStream, Message: "the stream has ended"}
+	case !ss.caller.leasable:
+		reply.Error = &bus.Error{Code: bus.CodeUnavailable, Message: "caller audio is off on this edge (CALLER_AUDIO=off)"}
+	default:
+		lease := s.cfg.ListenLease
+		if req.LeaseMs > 0 {
+			lease = min(max(time.Duration(req.LeaseMs)*time.Millisecond, minListenLease), MaxListenLease)
+		}
+		until := time.Now().Add(lease).UnixNano()
+		for {
+			old := ss.caller.until.Load()
+			if old >= until || ss.caller.until.CompareAndSwap(old, until) {
+				break
+			}
+		}
+		s.metrics.caller.leases.Inc()
+		reply.LeaseMs = lease.Milliseconds()
+		reply.Subject = bus.StreamIn(sid)
+	}
+	data, _ := json.Marshal(reply)
+	if err := msg.Respond(data); err != nil {
+		s.log.Warn("listen reply failed", "stream_sid", sid, "err", err)
+	}
+}
