@@ -117,6 +117,14 @@ type RenderRequest struct {
 	RequestID  string `json:"requestId,omitempty"`
 	Audio      string `json:"audio"`
 	Offset     int64  `json:"offset,omitempty"`
+	// Heard is how much of this playback Twilio has confirmed playing
+	// (≤ Offset): a resumed attempt counts Offset-Heard as still buffered
+	// at Twilio, so that the lead is not exceeded.
+	Heard int64 `json:"heard,omitempty"`
+	// Expires is when the edge stops waiting for a reply (Unix ms). A
+	// worker drops a request that arrives later — one buffered across a
+	// NATS outage, say — without playing it: the edge has moved on.
+	Expires int64 `json:"expires,omitempty"`
 	// Ahead lists earlier playbacks whose audio is still buffered at
 	// Twilio and plays before this one, so that the worker can pace from
 	// their marks too.
@@ -231,8 +239,8 @@ func DecodeRenderRequest(data []byte) (*RenderRequest, error) {
 	if err := CheckAudioName(m.Audio); err != nil {
 		return nil, err
 	}
-	if m.Offset < 0 || m.Attempt < 0 {
-		return nil, fmt.Errorf("%w: negative offset or attempt", ErrBadMessage)
+	if m.Offset < 0 || m.Attempt < 0 || m.Heard < 0 || m.Heard > m.Offset || m.Expires < 0 {
+		return nil, fmt.Errorf("%w: offset %d, heard %d, attempt %d, expires %d", ErrBadMessage, m.Offset, m.Heard, m.Attempt, m.Expires)
 	}
 	if len(m.Ahead) > 16 {
 		return nil, fmt.Errorf("%w: %d playbacks ahead, limit 16", ErrBadMessage, len(m.Ahead))

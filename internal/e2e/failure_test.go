@@ -391,6 +391,10 @@ func TestWorkerKilledMidPlayback(t *testing.T) {
 		if st := call.Stats(); st.Underruns != 0 && !raceEnabled {
 			t.Errorf("the caller heard %d gaps (%s): the hand-over outran the %s buffered at Twilio", st.Underruns, st.UnderrunTime, 2*time.Second)
 		}
+		// The new attempt counted what Twilio still held of the old one.
+		if st, limit := call.Stats(), 2*time.Second+200*time.Millisecond; st.MaxBuffered > limit {
+			t.Errorf("up to %s buffered at the caller, limit %s (the lead and a message)", st.MaxBuffered, limit)
+		}
 	})
 
 	t.Run("no other worker", func(t *testing.T) {

@@ -29,6 +29,7 @@ type item struct {
 	heardAt      time.Time // when heard last moved (or its first frame went out)
 	lastActivity time.Time // last frame from its worker, or its dispatch
 	started      bool
+	flowing      bool       // the current attempt's worker has sent a frame
 	failure      *bus.Error // set when its worker gave up part way
 
 	stream        *bus.StreamFormat // a streamed playback's format; nil for files
@@ -219,12 +220,17 @@ func (c *controller) admit(hdr string, out *bus.OutMessage, msg *nats.Msg) bool 
 	}
 	it.lastActivity = now
 	it.reply = msg.Reply
+	if !it.flowing {
+		it.flowing = true
+		c.watchdog.Reset(c.silenceLimit(it))
+	}
 	if reconnects != it.reconnects {
 		// The edge lost NATS since this attempt was dispatched, and with
 		// it whatever the worker published meanwhile. Drop the rest of the
 		// attempt and ask again from the last byte relayed, so that the
 		// caller hears neither a hole nor anything twice.
 		it.attempt++
+		it.flowing = false
 		attempt, sent := it.attempt, it.sent
 		c.mu.Unlock()
 		c.tellStop(msg.Reply, hdr)
@@ -395,7 +401,7 @@ func (c *controller) dispatch(it *item) {
 	it.reconnects = reconnects
 	req := bus.RenderRequest{
 		Type: bus.TypeRenderRequest, StreamSid: c.ss.sid, CallSid: c.ss.callSid, PlaybackID: it.id, Attempt: it.attempt,
-		RequestID: it.reqID, Audio: it.audio, Offset: it.sent, Ahead: c.aheadLocked(), EdgeAlive: c.ss.srv.alive,
+		RequestID: it.reqID, Audio: it.audio, Offset: it.sent, Heard: min(it.heard, it.sent), Ahead: c.aheadLocked(), EdgeAlive: c.ss.srv.alive,
 	}
 	if c.closed {
 		c.mu.Unlock()
@@ -425,14 +431,17 @@ func (c *controller) render(it *item, req *bus.RenderRequest) *bus.Error {
 				return nil // moved on meanwhile
 			}
 			it.attempt++
+			it.flowing = false
 			req.Attempt = it.attempt
 			c.mu.Unlock()
 		}
+		deadline := time.Now().Add(c.ss.srv.cfg.RenderTimeout)
+		req.Expires = deadline.UnixMilli()
 		data, err := json.Marshal(req)
 		if err != nil {
 			return &bus.Error{Code: bus.CodeInternal, Message: err.Error()}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), c.ss.srv.cfg.RenderTimeout)
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
 		go func() { // give up as soon as the call ends
 			select {
 			case <-c.quit:
@@ -489,6 +498,20 @@ func (c *controller) renderFailed(it *item, attempt int, e *bus.Error) {
 	c.dispatch(next)
 }
 
+// silenceLimit is how long the sending playback's worker may go without a
+// frame before it is taken for dead. Before its first frame the worker may
+// be opening the audio: RenderTimeout. After it, a live worker publishes
+// at least every chunk plus the mark grace (under a second), so the limit
+// is half the lead (at least 750 ms): another worker then takes over while
+// Twilio still plays what it holds, and the caller hears no gap.
+func (c *controller) silenceLimit(it *item) time.Duration {
+	cfg := &c.ss.srv.cfg
+	if !it.flowing {
+		return cfg.RenderTimeout
+	}
+	return min(cfg.RenderTimeout, max(cfg.Lead/2, 750*time.Millisecond))
+}
+
 // checkWorker re-dispatches the sending playback when its worker has gone
 // silent for RenderTimeout, from the last byte relayed, so that nothing
 // is played twice. The watchdog timer runs it; it re-arms itself while a
@@ -500,8 +523,8 @@ func (c *controller) checkWorker() {
 		c.mu.Unlock()
 		return
 	}
-	if quiet := time.Since(it.lastActivity); quiet < c.ss.srv.cfg.RenderTimeout {
-		c.watchdog.Reset(c.ss.srv.cfg.RenderTimeout - quiet)
+	if quiet, limit := time.Since(it.lastActivity), c.silenceLimit(it); quiet < limit {
+		c.watchdog.Reset(limit - quiet)
 		c.mu.Unlock()
 		return
 	}
@@ -515,6 +538,7 @@ func (c *controller) checkWorker() {
 	it.lost++
 	it.lastActivity = time.Now()
 	it.reply = ""
+	it.flowing = false
 	c.watchdog.Reset(c.ss.srv.cfg.RenderTimeout) // the next worker may die too
 	attempt, sent := it.attempt, it.sent
 	c.mu.Unlock()

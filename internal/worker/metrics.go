@@ -16,6 +16,9 @@ type metrics struct {
 	transcode  prometheus.Histogram   // CPU-side seconds per second of audio
 	audioBytes prometheus.Counter
 	stopDelay  prometheus.Histogram // the edge's stop to the attempt's end
+	// staleRenders counts render requests dropped because they arrived
+	// after the edge stopped waiting for them.
+	staleRenders prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -42,8 +45,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time from the edge telling a superseded attempt to stop to the attempt's end.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
 		}),
+		staleRenders: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "callcast_worker_stale_renders_total", Help: "Render requests dropped unplayed because they arrived after the edge stopped waiting (e.g. buffered across a NATS outage).",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.active, m.playbacks, m.requests, m.transcode, m.audioBytes, m.stopDelay} {
+	for _, c := range []prometheus.Collector{m.active, m.playbacks, m.requests, m.transcode, m.audioBytes, m.stopDelay, m.staleRenders} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

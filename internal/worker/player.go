@@ -157,7 +157,6 @@ func (p *playback) run(ctx context.Context) (int64, error) {
 		return p.offset, fmt.Errorf("worker: subscribe events: %w", err)
 	}
 	defer sub.Unsubscribe()
-	p.heard.Store(p.offset)
 	p.lastEcho.Store(time.Now().UnixNano())
 
 	msg := &nats.Msg{Subject: bus.StreamOut(p.sid), Reply: p.reply, Header: nats.Header{}}

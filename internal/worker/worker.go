@@ -425,6 +425,13 @@ func (w *Worker) onRender(req micro.Request) {
 		w.respond(req, bus.ErrorReply(bus.CodeBadRequest, err.Error()))
 		return
 	}
+	if rr.Expires != 0 && time.Now().UnixMilli() > rr.Expires {
+		// The edge gave up on this request (it sat in a buffer across an
+		// outage): it has re-dispatched or ended the playback since.
+		w.m.staleRenders.Inc()
+		w.log.Debug("dropping a render request that expired before it arrived", "playback", rr.PlaybackID, "attempt", rr.Attempt, "late", time.Since(time.UnixMilli(rr.Expires)).Round(time.Millisecond))
+		return
+	}
 	select {
 	case w.slots <- struct{}{}:
 	default:
@@ -476,6 +483,10 @@ func (w *Worker) render(req micro.Request, rr *bus.RenderRequest) {
 	for _, a := range rr.Ahead {
 		p.backlog += max(0, a.End-a.Heard)
 	}
+	// A resumed attempt: what earlier attempts sent and Twilio has not
+	// played yet is still buffered there, ahead of this attempt's audio.
+	p.heard.Store(rr.Heard)
+	p.backlog += rr.Offset - rr.Heard
 	timed := &timedReader{r: src}
 	p.src = timed
 	p.pingEvery = pingEvery
