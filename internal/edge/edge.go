@@ -189,6 +189,7 @@ type Server struct {
 	// to the end of Shutdown: workers check there that it still runs.
 	alive     string
 	aliveSub  *nats.Subscription
+	callsSub  *nats.Subscription // bus.SubjectCalls (calls.go)
 	playsOnce sync.Once
 	playsQuit chan struct{}
 	// streamURLOnce logs the first stream URL the webhook hands out.
@@ -226,6 +227,10 @@ func New(nc *nats.Conn, cfg Config) (*Server, error) {
 	// the workers ask NATS.
 	if s.aliveSub, err = nc.Subscribe(s.alive, func(*nats.Msg) {}); err != nil {
 		return nil, fmt.Errorf("edge: subscribe %s: %w", s.alive, err)
+	}
+	if err := s.subscribeCalls(); err != nil {
+		_ = s.aliveSub.Unsubscribe()
+		return nil, err
 	}
 	if s.validator == nil {
 		s.log.Warn("TWILIO_AUTH_TOKEN is not set: webhook and media stream requests are NOT verified to come from Twilio; anyone who finds this edge can open streams")
@@ -310,6 +315,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrBadSubscription) {
 		err = nil // gone from the bus already, or shut down before
 	}
+	_ = s.callsSub.Unsubscribe()
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if herr := s.app.ShutdownWithContext(shutCtx); herr != nil {

@@ -51,6 +51,7 @@ type session struct {
 	caller    *callerAudio // set on start
 	gotAudio  atomic.Bool
 	lag       *lagMeter
+	call      *bus.Call // what callcast.calls lists, from start; guarded by srv.mu (calls.go)
 }
 
 // mediaPrefix starts every media message Twilio sends.
@@ -281,6 +282,7 @@ func (ss *session) start(msg *twilio.Message) error {
 	if err := ss.srv.nc.Publish(bus.SubjectStreamStarted, data); err != nil {
 		return fmt.Errorf("edge: publish start: %w", err)
 	}
+	ss.srv.addCall(ss, callOf(sid, st.CallSid, st.AccountSid, st.CustomParameters, ss.startedAt))
 	ss.srv.metrics.streams.Inc()
 	ss.log.Info("stream started", "audio", st.CustomParameters["audio"])
 	return nil
