@@ -36,6 +36,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/callcast/callcast/client"
 	"github.com/callcast/callcast/internal/bus"
 	"github.com/callcast/callcast/internal/callsim"
 	"github.com/callcast/callcast/internal/calltest"
@@ -523,16 +524,18 @@ var (
 		"edge": {"callcast.stream.started", "callcast.stream.*.events", "callcast.render", "callcast.stream.*.in"},
 		"worker": append([]string{"callcast.stream.*.out", "callcast.stream.*.events", "callcast.stream.*.play", "callcast.edge.*.alive"},
 			objectStoreSubjects(workerBuckets...)...),
-		"producer": append([]string{"callcast.play", "callcast.stream.*.out", "callcast.stream.*.listen"}, workerService...),
+		"producer": append([]string{"callcast.play", "callcast.stream.*.out", "callcast.stream.*.listen", "callcast.calls"}, workerService...),
 	}
 	authSubscribe = map[string][]string{
-		"edge": {"callcast.stream.*.out", "callcast.stream.*.play", "callcast.edge.*.alive", "_INBOX_callcast_edge.>", "callcast.stream.*.listen"},
+		"edge": {"callcast.stream.*.out", "callcast.stream.*.play", "callcast.edge.*.alive", "_INBOX_callcast_edge.>", "callcast.stream.*.listen", "callcast.calls"},
 		"worker": append([]string{"callcast.stream.started callcast-workers", "callcast.play callcast-workers",
 			"callcast.render callcast-workers", "callcast.stream.*.events", "_INBOX_callcast_worker.>"}, workerService...),
 		"producer": {"callcast.stream.*.events", "_INBOX.>", "callcast.stream.*.in"},
 	}
-	// authResponds are the users that answer requests: allow_responses.
-	authResponds = map[string]bool{"edge": true, "worker": true}
+	// authResponds are the users that answer requests (allow_responses)
+	// and how many replies each may send to one request: an edge answers
+	// callcast.calls in pages of at most 1000 calls.
+	authResponds = map[string]int{"edge": 16, "worker": 1}
 )
 
 // objectStoreSubjects are the subjects a JetStream Object Store client
@@ -602,10 +605,10 @@ func TestComposeNATSAuthConf(t *testing.T) {
 			if got := perm.Subscribe.Allow; !sameSet(got, authSubscribe[tc.user]) {
 				t.Errorf("subscribe allow:\n got %q\nwant %q", got, authSubscribe[tc.user])
 			}
-			if want := authResponds[tc.user]; want != (perm.Response != nil) {
-				t.Errorf("allow_responses = %+v, want %v", perm.Response, want)
-			} else if want && (perm.Response.MaxMsgs != 1 || perm.Response.Expires > 2*time.Minute) {
-				t.Errorf("allow_responses = %+v, want one reply per request, within two minutes", perm.Response)
+			if want := authResponds[tc.user]; (want > 0) != (perm.Response != nil) {
+				t.Errorf("allow_responses = %+v, want %d replies", perm.Response, want)
+			} else if want > 0 && (perm.Response.MaxMsgs != want || perm.Response.Expires > 2*time.Minute) {
+				t.Errorf("allow_responses = %+v, want %d replies per request, within two minutes", perm.Response, want)
 			}
 		})
 	}
@@ -930,6 +933,38 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 			default:
 			}
 		}},
+		{"producer lists the live calls: every edge answers, in pages", func(t *testing.T) {
+			edge2 := connectAs(t, ns, "edge")
+			for i, nc := range []*nats.Conn{edge, edge2} {
+				s, err := nc.Subscribe("callcast.calls", func(m *nats.Msg) {
+					for page := range 1 + i { // the second edge answers in two pages
+						_ = m.Respond([]byte(fmt.Sprintf("edge %d page %d", i, page)))
+					}
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = s.Unsubscribe() })
+				if err := nc.Flush(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			inbox := producer.NewInbox()
+			replies := sub(t, producer, inbox)
+			if err := producer.PublishRequest("callcast.calls", inbox, nil); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for range 3 {
+				got = append(got, string(receive(t, replies, "calls reply").Data))
+			}
+			if !sameSet(got, []string{"edge 0 page 0", "edge 1 page 0", "edge 1 page 1"}) {
+				t.Errorf("replies %q", got)
+			}
+			if err := edge2.LastError(); err != nil {
+				t.Errorf("edge: %v", err)
+			}
+		}},
 		{"producer discovers workers", func(t *testing.T) {
 			m, err := producer.Request("$SRV.PING.callcast-worker", nil, 5*time.Second)
 			if err != nil {
@@ -1004,6 +1039,7 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 		{"edge", "probing edges", publish("callcast.edge.E1.alive")},
 		{"edge", "service discovery", publish("$SRV.PING")},
 		{"edge", "JetStream", publish("$JS.API.INFO")},
+		{"edge", "listing calls", publish("callcast.calls")},
 		{"worker", "starting streams", publish("callcast.stream.started")},
 		{"worker", "play requests", publish("callcast.play")},
 		{"worker", "render requests", publish("callcast.render")},
@@ -1026,6 +1062,8 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 		{"worker", "other buckets' objects", publish("$O.other.C.x")},
 		{"worker", "other streams", publish("$JS.API.STREAM.INFO.KV_config")},
 		{"worker", "listing streams", publish("$JS.API.STREAM.LIST")},
+		{"worker", "listing calls", publish("callcast.calls")},
+		{"worker", "answering for an edge's calls", subscribe("callcast.calls")},
 		{"producer", "starting streams", publish("callcast.stream.started")},
 		{"producer", "forging events", publish("callcast.stream.MZ1.events")},
 		{"producer", "listening to a call", subscribe("callcast.stream.MZ1.out")},
@@ -1048,6 +1086,7 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 		{"producer", "another service's discovery", publish("$SRV.PING.other")},
 		{"producer", "JetStream", publish("$JS.API.STREAM.CREATE.OBJ_callcast-audio")},
 		{"producer", "the audio bucket", publish("$O.callcast-audio.C.x")},
+		{"producer", "answering for an edge's calls", subscribe("callcast.calls")},
 	}
 	for _, tc := range denied {
 		t.Run("denies/"+tc.user+" "+tc.what, func(t *testing.T) {
@@ -1065,13 +1104,15 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 		})
 	}
 
-	// allow_responses is one reply per request: a second is refused. Each
+	// allow_responses bounds the replies to a request: one for a worker,
+	// the pages of callcast.calls for an edge; one more is refused. Each
 	// case has a server of its own, where no other worker takes the request.
 	for _, tc := range []struct{ requester, responder, subject, queue string }{
 		{"worker", "edge", "callcast.stream.MZ3.play", ""},
+		{"producer", "edge", "callcast.calls", ""},
 		{"edge", "worker", "callcast.render", "callcast-workers"},
 	} {
-		t.Run("denies/"+tc.responder+" a second reply to one request", func(t *testing.T) {
+		t.Run("denies/"+tc.responder+" more replies to "+tc.subject+" than allowed", func(t *testing.T) {
 			ns := runAuthNATS(t)
 			req, resp := connectAs(t, ns, tc.requester), connectAs(t, ns, tc.responder)
 			s, err := resp.QueueSubscribeSync(tc.subject, tc.queue)
@@ -1093,26 +1134,30 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := m.Respond([]byte("first")); err != nil {
-				t.Fatal(err)
+			allowed := authResponds[tc.responder]
+			for i := range allowed {
+				reply := fmt.Sprintf("reply %d", i+1)
+				if err := m.Respond([]byte(reply)); err != nil {
+					t.Fatal(err)
+				}
+				if err := resp.Flush(); err != nil {
+					t.Fatal(err)
+				}
+				if err := resp.LastError(); err != nil {
+					t.Fatalf("%s: %v", reply, err)
+				}
+				if r, err := replies.NextMsg(5 * time.Second); err != nil || string(r.Data) != reply {
+					t.Fatalf("%s: %v %v", reply, r, err)
+				}
 			}
-			if err := resp.Flush(); err != nil {
-				t.Fatal(err)
-			}
-			if err := resp.LastError(); err != nil {
-				t.Fatalf("first reply: %v", err)
-			}
-			if r, err := replies.NextMsg(5 * time.Second); err != nil || string(r.Data) != "first" {
-				t.Fatalf("first reply: %v %v", r, err)
-			}
-			if err := m.Respond([]byte("second")); err != nil {
+			if err := m.Respond([]byte("one too many")); err != nil {
 				t.Fatal(err)
 			}
 			if err := resp.Flush(); err != nil {
 				t.Fatal(err)
 			}
 			if err := resp.LastError(); !errors.Is(err, nats.ErrPermissionViolation) {
-				t.Errorf("second reply: last error = %v, want a permissions violation", err)
+				t.Errorf("reply %d: last error = %v, want a permissions violation", allowed+1, err)
 			}
 		})
 	}
@@ -1314,6 +1359,16 @@ func TestComposeNATSAuthProduct(t *testing.T) {
 					t.Fatalf("info %s (%v)", m.Data, err)
 				}
 				ids[info.ID] = true
+			}
+		}},
+		{"a producer lists the live calls", func(t *testing.T) {
+			// producer → callcast.calls → the edge, which answers.
+			calls, err := client.New(producer, client.Options{}).Calls(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(calls) != 1 || calls[0].StreamSid != sid || calls[0].Edge != "edge-1" || calls[0].Parameters["audio"] != "tone.wav" {
+				t.Errorf("calls %+v, want %s on edge-1", calls, sid)
 			}
 		}},
 		{"a call naming missing audio is told so", func(t *testing.T) {
