@@ -93,6 +93,7 @@ func ExampleClient_Stream() {
 		log.Fatal(err)
 	}
 	fmt.Printf("%s: heard %.1f s of %s\n", end.Kind, float64(end.Playback.HeardMs)/1000, end.Playback.Stream)
+	// Output: playback.finished: heard 1.0 s of pcm_s16le/24000/1
 }
 
 func ExampleClient_Calls() {
