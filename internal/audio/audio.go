@@ -14,8 +14,8 @@
 //     WAVE_FORMAT_EXTENSIBLE), and G.711 μ-law; 8000 Hz mono μ-law is
 //     passed through byte for byte.
 //
-// The pipeline streams: MP3 decoder (s16le; a patched copy of go-mp3) → downmix to mono (average of
-// the channels) → polyphase windowed-sinc low-pass resampler to 8000 Hz →
+// The pipeline streams: MP3 decoder (the channels mixed to mono before its
+// synthesis filter bank) → polyphase windowed-sinc low-pass resampler to 8000 Hz →
 // G.711 μ-law. Each stage reuses its buffers, so memory does not grow with
 // the length of the input, and the first output is ready after the first
 // few MP3 frames. Framer cuts the μ-law stream into 20 ms frames and
@@ -37,8 +37,11 @@ const (
 	// first pipeline; 2, the 3.75 kHz multistage filter, encoder delay
 	// trimmed without a LAME tag, MPEG-2 padding, MPEG-2.5 decoding and
 	// bad MP3 frames replaced by silence; 3, MP3 synthesis output rounded
-	// (ISO 11172-4 full accuracy) instead of truncated.
-	PipelineVersion = "3"
+	// (ISO 11172-4 full accuracy) instead of truncated; 4, the project's
+	// own MP3 decoder (LSF intensity stereo, channels mixed before the
+	// synthesis filter bank, streams decoded through mode and rate
+	// changes, one-frame files, concealed frames faded).
+	PipelineVersion = "4"
 )
 
 // Errors returned by NewTranscoder and Transcoder.Read; they wrap the cause.

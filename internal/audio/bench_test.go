@@ -46,23 +46,47 @@ func BenchmarkDecodeOnly(b *testing.B) {
 	reportRealtime(b, 3*time.Second)
 }
 
-// BenchmarkDecodeOnlyPatched is the decoder the pipeline uses, alone.
-func BenchmarkDecodeOnlyPatched(b *testing.B) {
+// BenchmarkDecodeOnlyOurs is the project's decoder alone, frame by frame:
+// s16 stereo as go-mp3 delivers it (stereo), or mixed to mono before the
+// synthesis filter bank as the pipeline uses it (mono).
+func BenchmarkDecodeOnlyOurs(b *testing.B) {
 	data := fixture(b, benchFile)
-	buf := make([]byte, 4096)
-	b.ReportAllocs()
-	for b.Loop() {
-		d, err := mp3.NewDecoder(nonSeeker{bytes.NewReader(data)})
-		if err != nil {
-			b.Fatal(err)
+	for _, mono := range []bool{false, true} {
+		name := "stereo"
+		if mono {
+			name = "mono"
 		}
-		for {
-			if _, err := d.Read(buf); err != nil {
-				break
+		b.Run(name, func(b *testing.B) {
+			var d mp3.Decoder
+			var pcm [2 * 1152]int16
+			var out [1152]float32
+			b.ReportAllocs()
+			for b.Loop() {
+				d.Reset()
+				eachFrame(data, func(frame []byte) {
+					if mono {
+						d.DecodeFrameMono(frame, out[:])
+					} else {
+						d.DecodeFrame(frame, pcm[:])
+					}
+				})
 			}
-		}
+			reportRealtime(b, 3*time.Second)
+		})
 	}
-	reportRealtime(b, 3*time.Second)
+}
+
+// eachFrame calls f with every Layer III frame of an MP3 in memory.
+func eachFrame(data []byte, f func(frame []byte)) {
+	for i := 0; i+4 <= len(data); {
+		h, ok := mp3.ParseHeader(data[i:])
+		if !ok || i+h.Size > len(data) {
+			i++
+			continue
+		}
+		f(data[i : i+h.Size])
+		i += h.Size
+	}
 }
 
 // BenchmarkTranscode is the whole pipeline on the same file: MP3 to
@@ -174,11 +198,12 @@ func TestSteadyStateAllocsMP3(t *testing.T) {
 }
 
 // TestPatchedDecoderMatchesUpstream: where go-mp3 decodes correctly
-// (MPEG-1; MPEG-2 without the padded frames it mis-sizes), the patched
-// decoder gives the same audio, within the one LSB of rounding its output
-// instead of truncating it.
+// (MPEG-1; MPEG-2 without the padded frames it mis-sizes), the project's
+// decoder gives the same audio, within the LSB or two of rounding its
+// output instead of truncating it. (Not onset-24k-stereo-vbr.mp3: there
+// go-mp3 is 74.5 dB from mpg123's decoding, the project's decoder 107 dB.)
 func TestPatchedDecoderMatchesUpstream(t *testing.T) {
-	for _, name := range []string{benchFile, "onset-48k-stereo-cbr.mp3", "onset-32k-mono-cbr.mp3", "onset-24k-stereo-vbr.mp3", "onset-16k-mono-cbr.mp3"} {
+	for _, name := range []string{benchFile, "onset-48k-stereo-cbr.mp3", "onset-32k-mono-cbr.mp3", "onset-16k-mono-cbr.mp3"} {
 		data := fixture(t, name)
 		up, err := upstream.NewDecoder(nonSeeker{bytes.NewReader(data)})
 		if err != nil {
@@ -195,7 +220,7 @@ func TestPatchedDecoderMatchesUpstream(t *testing.T) {
 			w := int(int16(uint16(want[2*i]) | uint16(want[2*i+1])<<8))
 			worst = max(worst, abs(int(g)-w))
 		}
-		if worst > 1 {
+		if worst > 2 {
 			t.Errorf("%s: a sample differs from go-mp3's by %d", name, worst)
 		}
 	}
@@ -303,18 +328,25 @@ func TestPerStreamMemory(t *testing.T) {
 	runtime.KeepAlive(ts)
 }
 
-// decodePatched decodes a whole MP3 with the patched decoder alone, as
-// interleaved stereo samples.
+// decodePatched decodes a whole MP3 with the project's decoder alone, as
+// interleaved stereo samples (mono doubled, as go-mp3 does).
 func decodePatched(t testing.TB, data []byte) []int16 {
 	t.Helper()
-	d, err := mp3.NewDecoder(nonSeeker{bytes.NewReader(data)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := io.ReadAll(d)
-	s := make([]int16, len(raw)/2)
-	for i := range s {
-		s[i] = int16(uint16(raw[2*i]) | uint16(raw[2*i+1])<<8)
-	}
+	var d mp3.Decoder
+	var pcm [2 * 1152]int16
+	var s []int16
+	eachFrame(data, func(frame []byte) {
+		h, err := d.DecodeFrame(frame, pcm[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := range h.Samples {
+			if h.Channels == 1 {
+				s = append(s, pcm[k], pcm[k])
+			} else {
+				s = append(s, pcm[2*k], pcm[2*k+1])
+			}
+		}
+	})
 	return s
 }

@@ -18,31 +18,41 @@ const decoderDelay = 529
 // one.
 const lameDelay = 576
 
-// mp3Reader decodes MP3 with the patched go-mp3 and delivers mono samples,
-// with the Xing/Info/VBRI frame dropped and the encoder delay and padding
-// trimmed.
+// mp3Reader decodes MP3 frame by frame and delivers mono samples, with
+// Xing/Info/VBRI frames dropped and each segment's encoder delay and
+// padding trimmed. A segment is the audio behind one tag frame: a
+// concatenation of tagged MP3 files has several. When the sample rate
+// changes it ends what it delivers at that rate with a rateChange error,
+// and goes on at the new rate on the next read.
 type mp3Reader struct {
 	frames *frameReader
-	dec    *mp3.Decoder // nil until the first read
-	mono   bool
-	tag    vbrTag
+	dec    mp3.Decoder
+	rate   int  // sample rate of what is being delivered
+	held   bool // frames.buf holds a frame not yet decoded
 
-	skip  int64  // samples still to drop at the start
-	left  int64  // samples still to deliver; -1 when unknown
-	raw   []byte // decoder output, s16le stereo
-	err   error  // sticky
-	flush bool   // delivering silence up to the recorded length
+	tag      vbrTag
+	segment  int64 // audio frames of the current segment decoded
+	skip     int64 // samples still to drop at the start of the segment
+	left     int64 // samples still to deliver in the segment; -1 when unknown
+	pcm      [1152]float32
+	pend     []float32 // decoded, not delivered yet
+	err      error     // sticky
+	flush    bool      // delivering silence up to the recorded length
+	failures int       // bad frames, fewer than goodFrames apart
+	lastBad  int64     // frame count at the last bad frame
+	offset   func() int64
+}
 
-	spf      int   // samples per frame
-	silence  int64 // samples of silence to deliver in place of a bad frame
-	failures int   // bad frames, fewer than goodFrames apart
-	lastBad  int64 // frame count at the last bad frame
+// rateChange ends the samples at one rate: the next samples are at rate.
+type rateChange struct{ rate int }
+
+func (e *rateChange) Error() string {
+	return fmt.Sprintf("audio: sample rate changes to %d Hz", e.rate)
 }
 
 // maxBadFrames is how many undecodable frames, each fewer than goodFrames
 // after the last, are replaced by silence before the stream is given up as
-// corrupt. (After a bad frame the decoder restarts without its bit
-// reservoir, so the next frame or two decode to silence too, bad or not.)
+// corrupt.
 const (
 	maxBadFrames = 3
 	goodFrames   = 8
@@ -59,42 +69,51 @@ func parseMP3(br *bufio.Reader) (*mp3Reader, Info, error) {
 	if h.layer != 3 {
 		return nil, Info{}, fmt.Errorf("%w: %s (only Layer III is supported); convert with: ffmpeg -i in.mp2 out.mp3", ErrUnsupported, h)
 	}
-	fr := &frameReader{br: br, first: h}
+	fr := &frameReader{br: br, cur: h}
 	if err := fr.next(); err != nil {
 		return nil, Info{}, fmt.Errorf("%w: mp3: first frame: %w", ErrBadInput, err)
 	}
-	m := &mp3Reader{frames: fr, mono: h.mono, left: -1, spf: h.samples}
+	m := &mp3Reader{frames: fr, rate: h.rate, held: true, left: -1}
 	info := Info{Format: "mp3", SampleRate: h.rate, Channels: 2}
 	if h.mono {
 		info.Channels = 1
 	}
-	m.tag = parseVBRTag(fr.buf, h)
-	if m.tag.found {
-		// The tag frame decodes to silence: never hand it to the decoder.
-		fr.off = len(fr.buf)
-		fr.frames = 0
+	tag := parseVBRTag(fr.buf, h)
+	if tag.found {
+		m.held = false // the tag frame is not audio
 	}
-	if m.tag.lame {
-		m.skip = int64(m.tag.delay) + decoderDelay
+	m.startSegment(tag, h)
+	if m.left >= 0 {
+		info.Duration = time.Duration(m.left * int64(time.Second) / int64(h.rate))
+	}
+	return m, info, nil
+}
+
+// startSegment sets up the trimming of a segment that starts with tag (or
+// with no tag at all).
+func (m *mp3Reader) startSegment(tag vbrTag, h mpegHeader) {
+	m.tag = tag
+	m.segment = 0
+	m.left = -1
+	if tag.lame {
+		m.skip = int64(tag.delay) + decoderDelay
 	} else {
 		// Nothing records the encoder delay: assume LAME's, by far the
 		// most common encoder (its tag is left out when the first frame
 		// is too small to hold it).
 		m.skip = lameDelay + decoderDelay
 	}
-	if m.tag.frames > 0 {
-		total := m.tag.frames * int64(h.samples)
-		if m.tag.lame {
-			total -= int64(m.tag.delay + m.tag.padding)
+	if tag.frames > 0 {
+		total := tag.frames * int64(h.samples)
+		if tag.lame {
+			total -= int64(tag.delay + tag.padding)
 		} else {
 			total -= m.skip // the end padding is unknown and stays
 		}
 		if total > 0 {
 			m.left = total
-			info.Duration = time.Duration(total * int64(time.Second) / int64(h.rate))
 		}
 	}
-	return m, info, nil
 }
 
 // readMono implements monoReader.
@@ -104,122 +123,151 @@ func (m *mp3Reader) readMono(dst []float32) (n int, err error) {
 	}
 	defer func() {
 		if err != nil && err != io.EOF {
-			m.err = err
+			if _, ok := err.(*rateChange); !ok {
+				m.err = err
+			}
 		}
 	}()
-	if m.flush {
-		k := int(min(int64(len(dst)), m.left))
-		clear(dst[:k])
-		m.left -= int64(k)
-		if m.left == 0 {
-			return k, io.EOF
+	for n < len(dst) {
+		if m.flush {
+			k := int(min(int64(len(dst)-n), m.left))
+			clear(dst[n : n+k])
+			n += k
+			m.left -= int64(k)
+			if m.left == 0 {
+				m.flush = false
+			}
+			continue
 		}
-		return k, nil
-	}
-	if m.left == 0 {
-		return 0, m.end(io.EOF)
-	}
-	if len(dst) == 0 {
-		return 0, nil
-	}
-	if m.silence > 0 {
-		// In place of a frame that would not decode.
-		d := min(m.skip, m.silence)
-		m.skip -= d
-		m.silence -= d
-		k := min(int64(len(dst)), m.silence)
-		if m.left >= 0 {
-			k = min(k, m.left)
-			m.left -= k
+		if len(m.pend) > 0 {
+			k := min(len(m.pend), len(dst)-n)
+			if m.left >= 0 {
+				k = int(min(int64(k), m.left))
+				m.left -= int64(k)
+			}
+			copy(dst[n:], m.pend[:k])
+			n += k
+			m.pend = m.pend[k:]
+			if m.left == 0 {
+				// The segment's recorded length is delivered: the rest of
+				// the frame is padding. Frames that follow without a tag
+				// of their own play on, their length unknown.
+				m.pend = nil
+				m.left = -1
+				m.skip = 0
+				m.tag = vbrTag{}
+			}
+			continue
 		}
-		clear(dst[:k])
-		m.silence -= k
-		return int(k), nil
-	}
-	if m.dec == nil {
-		dec, err := m.newDecoder()
+		if !m.held {
+			if err := m.frames.next(); err != nil {
+				if end := m.end(err); end != nil || !m.flush {
+					return n, end
+				}
+				continue
+			}
+		}
+		m.held = false
+		h := m.frames.h
+		if h.rate != m.rate {
+			if n > 0 {
+				m.held = true
+				return n, nil
+			}
+			m.rate = h.rate
+			m.dec.Reset()
+			m.held = true
+			return 0, &rateChange{rate: h.rate}
+		}
+		if tag := parseVBRTag(m.frames.buf, h); tag.found {
+			// Another file's tag frame: a new segment, decoded afresh.
+			m.dec.Reset()
+			m.startSegment(tag, h)
+			continue
+		}
+		m.segment++
+		if b, _ := m.frames.br.Peek(6); len(b) == 6 {
+			if n, ok := parseHeader(b); ok && n.sameStream(h) {
+				m.dec.NextMainDataBegin(mp3.MainDataBegin(b))
+			}
+		}
+		k, err := m.decode(m.frames.buf)
 		if err != nil {
-			if m.conceal(err) {
-				return 0, nil
+			if !m.conceal() {
+				return n, fmt.Errorf("%w: mp3: frame %d at byte %d: %w (%d bad frames close together)", ErrBadInput, m.frames.frames, m.frames.at, err, m.failures+1)
 			}
-			return 0, m.end(err)
+			k = h.samples
+			m.concealFrame(m.frames.buf, k)
 		}
-		m.dec = dec
-	}
-	want := len(dst)
-	if m.left > 0 && int64(want) > m.left {
-		want = int(m.left)
-	}
-	if cap(m.raw) < want*4 {
-		m.raw = make([]byte, want*4)
-	}
-	for {
-		raw := m.raw[:want*4]
-		k, err := m.decode(raw)
-		k &^= 3 // go-mp3 delivers whole 4-byte stereo samples
-		samples := int64(k / 4)
+		m.pend = m.pcm[:k]
 		if m.skip > 0 {
-			d := min(m.skip, samples)
+			d := min(m.skip, int64(k))
 			m.skip -= d
-			raw = raw[d*4:]
-			samples -= d
-		}
-		if samples > 0 || err != nil {
-			if m.mono { // go-mp3 duplicates a mono channel
-				for i := range int(samples) {
-					f := raw[4*i : 4*i+2 : 4*i+2]
-					dst[i] = float32(int16(uint16(f[0]) | uint16(f[1])<<8))
-				}
-			} else {
-				for i := range int(samples) {
-					f := raw[4*i : 4*i+4 : 4*i+4]
-					l := int16(uint16(f[0]) | uint16(f[1])<<8)
-					r := int16(uint16(f[2]) | uint16(f[3])<<8)
-					dst[i] = 0.5 * (float32(l) + float32(r))
-				}
-			}
-			if m.left > 0 {
-				m.left -= samples
-			}
-			if err != nil {
-				if m.conceal(err) {
-					return int(samples), nil
-				}
-				return int(samples), m.end(err)
-			}
-			return int(samples), nil
+			m.pend = m.pend[d:]
 		}
 	}
+	return n, nil
 }
 
-// conceal reports whether err, a frame that would not decode (or a decoder
-// panic), is to be replaced by a frame of silence, so a damaged file keeps
-// its length and plays on; the decoder restarts at the next frame.
-func (m *mp3Reader) conceal(err error) bool {
-	if errors.Is(err, io.EOF) || m.failures >= maxBadFrames && m.frames.frames-m.lastBad < goodFrames {
+// decode decodes the frame with panics turned into errors.
+func (m *mp3Reader) decode(frame []byte) (n int, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			n, err = 0, fmt.Errorf("decoder panic: %v", r)
+		}
+	}()
+	h, err := m.dec.DecodeFrameMono(frame, m.pcm[:])
+	return h.Samples, err
+}
+
+// concealFrame fills m.pcm[:k] in place of a frame that would not
+// decode: silence, entered and left without a click, and the bit
+// reservoir dropped so that nothing of the bad frame leaks into the frames
+// after it (see mp3.Decoder.ConcealMono). After a decoder panic the
+// decoder starts afresh.
+func (m *mp3Reader) concealFrame(frame []byte, k int) {
+	defer func() {
+		if recover() != nil {
+			m.dec.Reset()
+			clear(m.pcm[:k])
+		}
+	}()
+	h, ok := mp3.ParseHeader(frame)
+	if !ok || h.Samples != k {
+		m.dec.Reset()
+		clear(m.pcm[:k])
+		return
+	}
+	m.dec.ConcealMono(h, m.pcm[:k])
+}
+
+// conceal reports whether a frame that would not decode (or a decoder
+// panic) is to be replaced by a frame of silence, so a damaged file keeps
+// its length and plays on.
+func (m *mp3Reader) conceal() bool {
+	f := m.frames.frames
+	if m.failures >= maxBadFrames && f-m.lastBad < goodFrames {
 		return false
 	}
-	if m.frames.frames-m.lastBad >= goodFrames {
+	if f-m.lastBad >= goodFrames {
 		m.failures = 0
 	}
 	m.failures++
-	m.lastBad = m.frames.frames
-	m.frames.off = len(m.frames.buf) // the rest of the bad frame
-	m.dec = nil
-	m.silence = int64(m.spf)
+	m.lastBad = f
 	return true
 }
 
-// end turns the decoder's final error into the pipeline's.
+// end turns the frame reader's final error into the pipeline's: nil when
+// the rest of the recorded length is to be filled with silence.
 func (m *mp3Reader) end(err error) error {
 	if !errors.Is(err, io.EOF) || m.left == 0 {
 		return err
 	}
 	if m.frames.truncated {
-		return fmt.Errorf("%w: mp3: input ends inside frame %d", ErrTruncated, m.frames.frames)
+		return fmt.Errorf("%w: mp3: input ends inside frame %d at byte %d", ErrTruncated, m.frames.frames+1, m.frames.pos)
 	}
-	if m.left > 0 && m.frames.frames < m.tag.frames {
-		return fmt.Errorf("%w: mp3: %d of %d frames present", ErrTruncated, m.frames.frames, m.tag.frames)
+	if m.left > 0 && m.segment < m.tag.frames {
+		return fmt.Errorf("%w: mp3: %d of %d frames present", ErrTruncated, m.segment, m.tag.frames)
 	}
 	if m.left > 0 && m.left <= decoderDelay {
 		// Every frame is here, but the encoder padded less than the
@@ -229,37 +277,4 @@ func (m *mp3Reader) end(err error) error {
 		return nil
 	}
 	return io.EOF
-}
-
-func (m *mp3Reader) newDecoder() (dec *mp3.Decoder, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: decode mp3: decoder panic: %v", ErrBadInput, p)
-		}
-	}()
-	dec, err = mp3.NewDecoder(m.frames)
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, io.EOF
-		}
-		return nil, fmt.Errorf("%w: decode mp3: %w", ErrBadInput, err)
-	}
-	return dec, nil
-}
-
-// decode reads from go-mp3 with panics turned into errors.
-func (m *mp3Reader) decode(p []byte) (n int, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			n, err = 0, fmt.Errorf("%w: decode mp3: decoder panic: %v", ErrBadInput, r)
-		}
-	}()
-	n, err = io.ReadFull(m.dec, p)
-	if err == io.ErrUnexpectedEOF {
-		err = io.EOF
-	}
-	if err != nil && err != io.EOF {
-		err = fmt.Errorf("%w: decode mp3: %w", ErrBadInput, err)
-	}
-	return n, err
 }

@@ -124,10 +124,11 @@ func parseHeader(b []byte) (h mpegHeader, ok bool) {
 }
 
 // sameStream reports whether h may follow first in one stream: same
-// version, layer, sample rate and channel count.
+// version, layer and sample rate (the channel mode may change, as it does
+// in streams that switch between mono and stereo).
 func (h mpegHeader) sameStream(first mpegHeader) bool {
 	return h.version == first.version && h.layer == first.layer &&
-		h.rateIdx == first.rateIdx && h.mono == first.mono
+		h.rateIdx == first.rateIdx
 }
 
 func (h mpegHeader) String() string {
@@ -176,8 +177,8 @@ func confirmFrame(b []byte, atEOF bool, follow int) (mpegHeader, bool) {
 	}
 	pos := h.size
 	for i := range follow {
-		if len(b) == pos && atEOF && i >= follow-1 {
-			return h, true // the input ends on a frame boundary
+		if i >= follow-1 && (len(b) == pos && atEOF || isTag(b[min(pos, len(b)):])) {
+			return h, true // the input ends on a frame boundary, or a tag follows
 		}
 		next, ok := parseHeader(b[min(pos, len(b)):])
 		if !ok || !next.sameStream(h) {
@@ -186,6 +187,17 @@ func confirmFrame(b []byte, atEOF bool, follow int) (mpegHeader, bool) {
 		pos += next.size
 	}
 	return h, true // the last may be cut short: the frame walker reports that
+}
+
+// isTag reports whether b starts with a tag that ends an MP3 stream: an
+// ID3v1, APE or Lyrics3 tag (or an ID3v2 tag appended at the end).
+func isTag(b []byte) bool {
+	for _, t := range []string{"TAG", "APETAGEX", "LYRICSBEGIN", "ID3"} {
+		if len(b) >= len(t) && string(b[:len(t)]) == t {
+			return true
+		}
+	}
+	return false
 }
 
 // findFirstFrame skips junk (at most maxJunk bytes) up to the first frame
@@ -290,28 +302,20 @@ func parseVBRTag(frame []byte, h mpegHeader) vbrTag {
 }
 
 // frameReader yields the MPEG frames of a stream, header and body, and
-// nothing else: it drops the tag frame, junk between frames and tags at
-// the end, so the decoder behind it only ever sees clean frames. It stops
-// at the first frame of a different stream (a change of rate or channels).
+// nothing else: it drops junk between frames and tags at the end. A frame
+// of another stream (a new sample rate, when MP3 files are concatenated)
+// is taken once the header after it confirms it; a confirmed stream of
+// another layer ends the input with an error.
 type frameReader struct {
 	br        *bufio.Reader
-	first     mpegHeader
-	buf       []byte // the current frame
-	off       int    // bytes of buf already delivered
-	frames    int64  // frames delivered or being delivered
-	truncated bool   // the input ended inside a frame
+	cur       mpegHeader // the stream's latest frame
+	h         mpegHeader // the frame in buf
+	buf       []byte     // the current frame
+	pos       int64      // input offset of the next byte to read
+	at        int64      // input offset of the frame in buf
+	frames    int64      // frames loaded
+	truncated bool       // the input ended inside a frame
 	err       error
-}
-
-func (f *frameReader) Read(p []byte) (int, error) {
-	if f.off == len(f.buf) {
-		if err := f.next(); err != nil {
-			return 0, err
-		}
-	}
-	n := copy(p, f.buf[f.off:])
-	f.off += n
-	return n, nil
 }
 
 // next loads the next frame into buf.
@@ -332,7 +336,15 @@ func (f *frameReader) next() error {
 			f.err = io.EOF
 			return f.err
 		}
-		if h, ok := parseHeader(b); ok && h.sameStream(f.first) {
+		if h, ok := parseHeader(b); ok && h.sameStream(f.cur) {
+			return f.load(h)
+		}
+		if h, ok := f.confirmed(); ok {
+			if h.layer != 3 {
+				f.err = fmt.Errorf("%w: mp3: at byte %d: %s frames (only Layer III is decoded)", ErrBadInput, f.pos, h)
+				return f.err
+			}
+			f.cur = h
 			return f.load(h)
 		}
 		if !f.resync() {
@@ -344,10 +356,26 @@ func (f *frameReader) next() error {
 	}
 }
 
+// confirmed reports whether a frame header at the read position is
+// followed by another of the same stream (or by the end of the input, or
+// a tag).
+func (f *frameReader) confirmed() (mpegHeader, bool) {
+	b, err := f.br.Peek(2*maxFrameLen + 4)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return mpegHeader{}, false
+	}
+	return confirmFrame(b, err != nil, 1)
+}
+
 // resync skips to the next frame header that is confirmed by the header
-// after it. Junk at the end of the input (an ID3v1 or APE tag) finds none.
+// after it. Junk at the end of the input (an ID3v1 or APE tag) finds
+// none; 32 KB of it mid-stream is an error.
 func (f *frameReader) resync() bool {
-	for skipped := 0; skipped < maxJunk; {
+	for skipped := 0; ; {
+		if skipped >= maxJunk {
+			f.err = fmt.Errorf("%w: mp3: no MPEG audio frame in %d bytes from byte %d", ErrBadInput, skipped, f.pos-int64(skipped))
+			return false
+		}
 		b, err := f.br.Peek(2*maxFrameLen + 4)
 		if err != nil && !errors.Is(err, io.EOF) {
 			f.err = fmt.Errorf("%w: read mp3: %w", ErrBadInput, err)
@@ -362,11 +390,12 @@ func (f *frameReader) resync() bool {
 				continue
 			}
 			h, ok := parseHeader(b[i:])
-			if !ok || !h.sameStream(f.first) || i+h.size+4 > len(b) {
+			if !ok || i+h.size+4 > len(b) {
 				continue
 			}
-			if n, ok := parseHeader(b[i+h.size:]); ok && n.sameStream(f.first) {
+			if n, ok := parseHeader(b[i+h.size:]); ok && n.sameStream(h) {
 				f.br.Discard(i)
+				f.pos += int64(i)
 				return true
 			}
 		}
@@ -374,9 +403,9 @@ func (f *frameReader) resync() bool {
 			return false
 		}
 		f.br.Discard(i)
+		f.pos += int64(i)
 		skipped += i
 	}
-	return false
 }
 
 func (f *frameReader) load(h mpegHeader) error {
@@ -385,9 +414,10 @@ func (f *frameReader) load(h mpegHeader) error {
 	}
 	f.buf = f.buf[:h.size]
 	n, err := io.ReadFull(f.br, f.buf)
+	f.at = f.pos
+	f.pos += int64(n)
 	if err != nil {
 		f.buf = f.buf[:0]
-		f.off = 0
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 			f.truncated = n > 0
 			f.err = io.EOF
@@ -396,7 +426,8 @@ func (f *frameReader) load(h mpegHeader) error {
 		f.err = fmt.Errorf("%w: read mp3: %w", ErrBadInput, err)
 		return f.err
 	}
-	f.off = 0
+	f.h = h
+	f.cur = h
 	f.frames++
 	return nil
 }

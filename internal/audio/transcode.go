@@ -117,6 +117,16 @@ func (t *Transcoder) Read(p []byte) (int, error) {
 		}
 		encodeBlock(p[n:n+k], block[:k])
 		n += k
+		if rc, ok := t.err.(*rateChange); ok {
+			// The source goes on at another rate (concatenated MP3s):
+			// what came before is flushed through the filters, and a
+			// resampler for the new rate takes over.
+			t.err = nil
+			t.rs = nil
+			if rc.rate != SampleRate {
+				t.rs = newResampler(t.src, rc.rate)
+			}
+		}
 	}
 	if n > 0 {
 		return n, nil

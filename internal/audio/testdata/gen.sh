@@ -1,6 +1,6 @@
 #!/bin/sh
 # Regenerates the audio fixtures in this directory. Tests never run this:
-# the outputs are committed. Needs ffmpeg, sox, lame and espeak-ng.
+# the outputs are committed. Needs ffmpeg, sox, lame, espeak-ng and python3.
 set -eu
 cd "$(dirname "$0")"
 t=$(mktemp -d)
@@ -66,3 +66,34 @@ python3 -c 'import struct,sys; sys.stdout.buffer.write(b"".join(struct.pack("<h"
 ffmpeg -loglevel error -y -f s16le -ar 8000 -ac 1 -i "$t/ramp.raw" -f mulaw ramp-ffmpeg.ulaw
 
 printf 'This is a text file, not audio.\n' > not-audio.txt
+
+# Streams that change format midway. Two tagged files, 0.5 s of 1 kHz at
+# 44.1 kHz and 0.5 s of 500 Hz at 48 kHz, one after the other (as
+# concatenated MP3s are): the rate changes and each file's delay and
+# padding are trimmed by its own tag.
+sox -n -r 44100 -c 1 -b 16 "$t/a.wav" synth 0.5 sine 1000 vol 0.5
+sox -n -r 48000 -c 1 -b 16 "$t/b.wav" synth 0.5 sine 500 vol 0.5
+lame --quiet -b 64 --resample 44.1 "$t/a.wav" "$t/a.mp3"
+lame --quiet -b 64 --resample 48 "$t/b.wav" "$t/b.mp3"
+cat "$t/a.mp3" "$t/b.mp3" > concat-44k-48k.mp3
+# Mono, then stereo, then mono again at one rate, without tags: the
+# channel mode switches from frame to frame.
+sox -n -r 44100 -c 2 -b 16 "$t/s.wav" synth 0.5 sine 700 sine 1300 vol 0.5
+lame --quiet -t -b 64 --resample 44.1 -m m "$t/a.wav" "$t/m1.mp3"
+lame --quiet -t -b 96 --resample 44.1 -m s "$t/s.wav" "$t/s1.mp3"
+cat "$t/m1.mp3" "$t/s1.mp3" "$t/m1.mp3" > mode-switch-44k.mp3
+
+# One side-information byte of frame 20 of a 44.1 kHz stereo file
+# corrupted: the high bits of part2_3_length of the first granule's left
+# channel, which then overruns the main data.
+sox -n -r 44100 -c 2 -b 16 "$t/c.wav" synth 1 sine 440 sine 660 vol 0.5
+lame --quiet -t -b 128 --resample 44.1 -m s "$t/c.wav" sideinfo-clean.mp3
+python3 - sideinfo-clean.mp3 sideinfo-corrupt.mp3 <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], "rb").read())
+pos = 0
+for _ in range(20):  # 128 kb/s at 44.1 kHz: 417 bytes, 418 when padded
+    pos += 417 + ((b[pos + 2] >> 1) & 1)
+b[pos + 4 + 2] = 0xFF  # header, then the side information's third byte
+open(sys.argv[2], "wb").write(b)
+PY

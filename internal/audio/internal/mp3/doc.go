@@ -1,28 +1,24 @@
-// Package mp3 is a copy of github.com/hajimehoshi/go-mp3 v0.3.4 (Apache
-// License 2.0, see LICENSE) with fixes the transcoder needs:
+// Package mp3 decodes MPEG-1, MPEG-2 and MPEG-2.5 Audio Layer III (ISO/IEC
+// 11172-3, 13818-3) frame by frame: whole frames in (header included, as
+// a frame walker delivers them), 16-bit PCM or a float mono mix out.
 //
-//   - MPEG-2 and MPEG-2.5 Layer III frame sizes: 72·bitrate/rate plus the
-//     padding byte. Upstream halves the MPEG-1 size after adding the
-//     padding, which drops the last byte of some padded frames (22.05 kHz
-//     at 32 kb/s, for one), shifts the bit reservoir and decodes to noise.
-//   - MPEG-2.5 (8, 11.025 and 12 kHz) is decoded instead of refused: its
-//     sample rates and scalefactor bands, and the short-block region
-//     boundary at 8 kHz.
-//   - No allocation per frame: one Frame (side information, main data,
-//     bit reservoir in two alternating buffers) and one output buffer are
-//     reused for the whole stream, and the IMDCT writes into the caller's
-//     array. Upstream allocated about 140 objects and 57 KB per frame.
-//   - A frame whose main data begins before the bit reservoir does (at the
-//     start of a stream, or after a gap) decodes to silence, not garbage.
-//   - Streaming only: Seek and Length, which scanned the whole source, are
-//     gone.
-//   - Cheaper requantisation and IMDCT: zero coefficients and silent
-//     subbands are skipped, and 2^(n/4) comes from a table of math.Pow's
-//     own results (the output is unchanged).
+// It decodes the ISO/IEC 11172-4 and 13818-4 compliance bitstreams at
+// "full accuracy" (TestConformance, against ../shared/mp3-conformance),
+// including MPEG-1 and MPEG-2 (LSF) intensity stereo and streams that
+// switch between mono and stereo. A frame whose main data begins before
+// the bit reservoir does (the first frames of a stream) decodes as
+// silence.
 //
-// Where upstream decodes correctly the output is byte for byte the same
-// (TestPatchedDecoderMatchesUpstream). Synthesis output is rounded at 2^15 (ISO 11172-4 full accuracy; upstream truncated). Changed lines are marked
-// "callcast:". The decoder delivers 16-bit
-// little-endian stereo samples (mono sources are duplicated), at the
-// source's sample rate.
+// Structure: side information and scalefactors; Huffman decoding by
+// table lookup with the requantisation (|v|^(4/3) and 2^(q/4) from tables)
+// done as the values come out; joint stereo; alias reduction; the IMDCT as
+// an 18-point DCT-IV split into two 9-point DCT-IIs; the polyphase
+// synthesis as a 32-point DCT-II (Lee's recursive split) and a windowed
+// sum over a ring of its outputs. DecodeFrameMono mixes the channels
+// before the synthesis filter bank (it is linear), so a stereo frame costs
+// one synthesis.
+//
+// The Huffman code tables and the synthesis window are go-mp3's
+// (github.com/hajimehoshi/go-mp3, Apache License 2.0, see LICENSE), which
+// this package replaced; the rest is this project's own.
 package mp3

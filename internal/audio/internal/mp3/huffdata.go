@@ -12,15 +12,15 @@
 // See the License for the specific language governing permissions and
 // limitations under the License.
 
-package huffman
+package mp3
 
-import (
-	"fmt"
+// The Layer III Huffman code trees of ISO/IEC 11172-3 Annex B, Table
+// B.7, as go-mp3 (and PDMP3 before it) encodes them: a node is a leaf
+// when its high byte is 0 (the low byte holds x<<4|y, or for the count1
+// tables vwxy), otherwise its bytes are the offsets of its 0 and 1
+// children. huffman.go turns them into lookup tables at start-up.
 
-	"github.com/callcast/callcast/internal/audio/internal/mp3/internal/bits"
-)
-
-var huffmanTable = []uint16{
+var huffTrees = []uint16{
 	// 1
 	0x0201, 0x0000, 0x0201, 0x0010, 0x0201, 0x0001, 0x0011,
 	// 2
@@ -302,118 +302,41 @@ var huffmanTable = []uint16{
 	0x000a, 0x000b, 0x0401, 0x0201, 0x000c, 0x000d, 0x0201, 0x000e, 0x000f,
 }
 
-type huffTables struct {
-	hufftable []uint16
-	treelen   int
-	linbits   int
-}
-
-var huffmanMain = [...]huffTables{
-	{nil, 0, 0},                    // Table  0
-	{huffmanTable, 7, 0},           // Table  1
-	{huffmanTable[7:], 17, 0},      // Table  2
-	{huffmanTable[24:], 17, 0},     // Table  3
-	{nil, 0, 0},                    // Table  4
-	{huffmanTable[41:], 31, 0},     // Table  5
-	{huffmanTable[72:], 31, 0},     // Table  6
-	{huffmanTable[103:], 71, 0},    // Table  7
-	{huffmanTable[174:], 71, 0},    // Table  8
-	{huffmanTable[245:], 71, 0},    // Table  9
-	{huffmanTable[316:], 127, 0},   // Table 10
-	{huffmanTable[443:], 127, 0},   // Table 11
-	{huffmanTable[570:], 127, 0},   // Table 12
-	{huffmanTable[697:], 511, 0},   // Table 13
-	{nil, 0, 0},                    // Table 14
-	{huffmanTable[1208:], 511, 0},  // Table 15
-	{huffmanTable[1719:], 511, 1},  // Table 16
-	{huffmanTable[1719:], 511, 2},  // Table 17
-	{huffmanTable[1719:], 511, 3},  // Table 18
-	{huffmanTable[1719:], 511, 4},  // Table 19
-	{huffmanTable[1719:], 511, 6},  // Table 20
-	{huffmanTable[1719:], 511, 8},  // Table 21
-	{huffmanTable[1719:], 511, 10}, // Table 22
-	{huffmanTable[1719:], 511, 13}, // Table 23
-	{huffmanTable[2230:], 512, 4},  // Table 24
-	{huffmanTable[2230:], 512, 5},  // Table 25
-	{huffmanTable[2230:], 512, 6},  // Table 26
-	{huffmanTable[2230:], 512, 7},  // Table 27
-	{huffmanTable[2230:], 512, 8},  // Table 28
-	{huffmanTable[2230:], 512, 9},  // Table 29
-	{huffmanTable[2230:], 512, 11}, // Table 30
-	{huffmanTable[2230:], 512, 13}, // Table 31
-	{huffmanTable[2742:], 31, 0},   // Table 32
-	{huffmanTable[2773:], 31, 0},   // Table 33
-}
-
-func Decode(m *bits.Bits, table_num int) (x, y, v, w int, err error) {
-	point := 0
-	error := 1
-	bitsleft := 32
-	treelen := huffmanMain[table_num].treelen
-	linbits := huffmanMain[table_num].linbits
-	if treelen == 0 { // Check for empty tables
-		return 0, 0, 0, 0, nil
-	}
-	htptr := huffmanMain[table_num].hufftable
-	for { // Start reading the Huffman code word,bit by bit
-		// Check if we've matched a code word
-		if (htptr[point] & 0xff00) == 0 {
-			error = 0
-			x = int((htptr[point] >> 4) & 0xf)
-			y = int(htptr[point] & 0xf)
-			break
-		}
-		if m.Bit() != 0 { // Go right in tree
-			for (htptr[point] & 0xff) >= 250 {
-				point += int(htptr[point]) & 0xff
-			}
-			point += int(htptr[point]) & 0xff
-		} else { // Go left in tree
-			for (htptr[point] >> 8) >= 250 {
-				point += int(htptr[point]) >> 8
-			}
-			point += int(htptr[point]) >> 8
-		}
-		bitsleft--
-		if bitsleft <= 0 || point >= treelen {
-			break
-		}
-	}
-	if error != 0 { // Check for error.
-		err := fmt.Errorf("mp3: illegal Huff code in data. bleft = %d, point = %d. tab = %d.",
-			bitsleft, point, table_num)
-		return 0, 0, 0, 0, err
-	}
-	if table_num > 31 { // Process sign encodings for quadruples tables.
-		v = (y >> 3) & 1
-		w = (y >> 2) & 1
-		x = (y >> 1) & 1
-		y = y & 1
-		if (v != 0) && (m.Bit() == 1) {
-			v = -v
-		}
-		if (w != 0) && (m.Bit() == 1) {
-			w = -w
-		}
-		if (x != 0) && (m.Bit() == 1) {
-			x = -x
-		}
-		if (y != 0) && (m.Bit() == 1) {
-			y = -y
-		}
-	} else {
-		if (linbits != 0) && (x == 15) {
-			x += m.Bits(linbits) // Get linbits
-		}
-		if (x != 0) && (m.Bit() == 1) {
-			x = -x // Get sign bit
-		}
-		if (linbits != 0) && (y == 15) {
-			y += m.Bits(linbits) // Get linbits
-		}
-		if (y != 0) && (m.Bit() == 1) {
-			y = -y // Get sign bit
-		}
-	}
-	return x, y, v, w, nil
+// huffSpec locates table n's tree in huffTrees (start, length) and gives
+// its linbits. Tables 0, 4 and 14 do not exist (0 codes all zeros).
+var huffSpec = [34]struct{ start, n, linbits int }{
+	{0, 0, 0},       // Table  0
+	{0, 7, 0},       // Table  1
+	{7, 17, 0},      // Table  2
+	{24, 17, 0},     // Table  3
+	{0, 0, 0},       // Table  4
+	{41, 31, 0},     // Table  5
+	{72, 31, 0},     // Table  6
+	{103, 71, 0},    // Table  7
+	{174, 71, 0},    // Table  8
+	{245, 71, 0},    // Table  9
+	{316, 127, 0},   // Table 10
+	{443, 127, 0},   // Table 11
+	{570, 127, 0},   // Table 12
+	{697, 511, 0},   // Table 13
+	{0, 0, 0},       // Table 14
+	{1208, 511, 0},  // Table 15
+	{1719, 511, 1},  // Table 16
+	{1719, 511, 2},  // Table 17
+	{1719, 511, 3},  // Table 18
+	{1719, 511, 4},  // Table 19
+	{1719, 511, 6},  // Table 20
+	{1719, 511, 8},  // Table 21
+	{1719, 511, 10}, // Table 22
+	{1719, 511, 13}, // Table 23
+	{2230, 512, 4},  // Table 24
+	{2230, 512, 5},  // Table 25
+	{2230, 512, 6},  // Table 26
+	{2230, 512, 7},  // Table 27
+	{2230, 512, 8},  // Table 28
+	{2230, 512, 9},  // Table 29
+	{2230, 512, 11}, // Table 30
+	{2230, 512, 13}, // Table 31
+	{2742, 31, 0},   // Table 32
+	{2773, 31, 0},   // Table 33
 }
