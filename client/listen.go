@@ -160,6 +160,11 @@ func (l *Listener) end() { l.endOnce.Do(func() { close(l.ended) }) }
 // chunks that came before it, it returns io.EOF; after Close, ErrClosed.
 func (l *Listener) Next(ctx context.Context) (Chunk, error) {
 	select {
+	case <-l.life.Done():
+		return Chunk{}, fmt.Errorf("client: listen: %w", ErrClosed)
+	default:
+	}
+	select {
 	case msg := <-l.ch:
 		return chunkOf(msg), nil
 	default:
