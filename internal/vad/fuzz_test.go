@@ -9,8 +9,8 @@ import (
 // timestamps: no panic, and the events stay well formed.
 func FuzzProcess(f *testing.F) {
 	f.Add([]byte{0xFF, 0x00, 0x7F, 0x80}, uint16(160), int64(0))
-	f.Add(utterance(1, 1200, 200, 700, -50, -20), uint16(160), int64(20))
-	f.Add(utterance(2, 1200, 100, 900, -40, -10), uint16(3), int64(-1<<40))
+	f.Add(burst(1, 1200, 200, 700, -50, -20), uint16(160), int64(20))
+	f.Add(burst(2, 1200, 100, 900, -40, -10), uint16(3), int64(-1<<40))
 	f.Fuzz(func(t *testing.T, b []byte, size uint16, ts int64) {
 		d := New(Config{StartMs: 20, HangoverMs: 40})
 		chunk := max(1, int(size))

@@ -3,12 +3,16 @@
 // speech.started and speech.stopped events in stream time.
 //
 // A Detector looks at the audio 20 ms at a time. Each frame is decoded with
-// the G.711 table of package audio and reduced to a frame energy in dB; an
-// adaptive noise floor follows the background, and a frame counts as speech
-// when it stands far enough above the floor. StartMs of speech starts an
-// utterance and HangoverMs of silence ends it. docs/vad.md describes the
-// algorithm, why it was chosen, and what it measures on the committed
-// fixtures.
+// the G.711 table of package audio and split by a tree of allpass
+// quadrature mirror filters (the filter bank of WebRTC's classic VAD) into
+// bands; the five above 250 Hz are scored. Each band keeps a noise level
+// (a running mean of the frames that are not speech, over a floor from
+// minimum statistics), and a frame is speech when its bands stand far
+// enough above their noise levels on average. StartMs of speech starts an
+// utterance and HangoverMs of silence ends it; a sound that stays as
+// steady as no voice does for a second (music, a new background) is
+// learnt as background instead. docs/vad.md describes the algorithm, why
+// it was chosen, and what it measures on the committed fixtures.
 //
 // A Detector is not safe for concurrent use; a call owns one. Process does
 // not allocate.
@@ -38,7 +42,7 @@ type Config struct {
 
 // Defaults of Config.
 const (
-	DefaultStartMs    = 60
+	DefaultStartMs    = 40
 	DefaultHangoverMs = 500
 )
 
@@ -90,23 +94,59 @@ type Event struct {
 // never overflows it with the defaults.
 const queueLen = 8
 
+// Bands of the filter bank that are scored, Hz: 250–500, 500–1000,
+// 1000–2000, 2000–3000, 3000–4000. Below 250 Hz a telephone line carries
+// little speech (the PSTN passes 300–3400 Hz) but mains hum and rumble.
+const nBands = 5
+
+// The noise floor of a band is the minimum of its smoothed level over the
+// last nSub sub-windows of subFrames frames (minimum statistics): long
+// enough that speech always dips to the floor inside it, short enough to
+// follow a change of background in a few seconds.
+const (
+	subFrames = 10 // 200 ms
+	nSub      = 10 // 2 s
+)
+
 // Detector finds speech in one stream of audio. The zero value is not
 // usable: call New.
 type Detector struct {
 	startFrames    int // speech frames that start an utterance
 	hangoverFrames int // silent frames that end it
 
-	// The frame being accumulated.
-	pos    int   // samples of it seen so far
-	energy int64 // sum of squared samples
+	// The frame being filled, when audio comes in pieces.
+	buf    [FrameSize]byte
+	pos    int
 	frameT int64 // stream time of its first sample, ms
 
-	// The noise floor, dB.
-	floor  float64
-	frames int // frames seen, up to a saturation
+	// Filter bank: the states of its five two-band splits, and the
+	// bands of one frame that are split further: 0–2000 and 2000–4000,
+	// 0–1000, 0–500 Hz.
+	split    [5]qmf
+	lo1, hi1 [FrameSize / 2]int32
+	lo2      [FrameSize / 4]int32
+	lo3      [FrameSize / 8]int32
+
+	// Per band, dB: the smoothed level, the minimum of the current
+	// sub-window, the minima of the last nSub and their minimum, and the
+	// noise level.
+	smooth  [nBands]float32
+	subMin  [nBands]float32
+	mins    [nSub][nBands]float32
+	minsMin [nBands]float32
+	noise   [nBands]float32
+	sub     int // frames into the current sub-window
+	frames  int // frames seen, saturating
+
+	// The last steadyFrames full-band levels, dB; li is the oldest.
+	history [steadyFrames]float32
+	li      int
+	gate    float32 // level a candidate utterance must reach, dB
+	peak    float32 // the loudest frame of the candidate, dB
 
 	// State machine.
 	speaking bool
+	spoken   int   // frames since the utterance started
 	run      int   // consecutive speech frames while silent; silent frames while speaking
 	onset    int64 // start of the current (candidate) utterance, ms
 	lastEnd  int64 // end of the last speech frame while speaking, ms
@@ -120,12 +160,6 @@ type Detector struct {
 // New returns a Detector for one stream.
 func New(cfg Config) *Detector {
 	d := &Detector{}
-	d.configure(cfg)
-	d.Reset()
-	return d
-}
-
-func (d *Detector) configure(cfg Config) {
 	if cfg.StartMs <= 0 {
 		cfg.StartMs = DefaultStartMs
 	}
@@ -134,6 +168,8 @@ func (d *Detector) configure(cfg Config) {
 	}
 	d.startFrames = (cfg.StartMs + FrameMs - 1) / FrameMs
 	d.hangoverFrames = (cfg.HangoverMs + FrameMs - 1) / FrameMs
+	d.Reset()
+	return d
 }
 
 // Reset forgets the audio seen so far and any events not yet returned, as
@@ -141,7 +177,6 @@ func (d *Detector) configure(cfg Config) {
 func (d *Detector) Reset() {
 	s, h := d.startFrames, d.hangoverFrames
 	*d = Detector{startFrames: s, hangoverFrames: h}
-	d.floor = math.Inf(1)
 }
 
 // Process takes μ-law audio whose first sample is at stream time tsMs and
@@ -166,17 +201,18 @@ func (d *Detector) Process(ulaw []byte, tsMs int64) (Event, bool) {
 		if d.pos == 0 {
 			d.frameT = tsMs + int64(i)/8
 		}
-		chunk := ulaw[i:min(len(ulaw), i+FrameSize-d.pos)]
-		var e int64
-		for _, b := range chunk {
-			s := int64(audio.DecodeMulaw(b))
-			e += s * s
+		if d.pos == 0 && len(ulaw)-i >= FrameSize {
+			// A whole frame: no copy.
+			d.frame((*[FrameSize]byte)(ulaw[i : i+FrameSize]))
+			i += FrameSize
+			continue
 		}
-		d.energy += e
-		d.pos += len(chunk)
-		i += len(chunk)
+		n := copy(d.buf[d.pos:], ulaw[i:])
+		d.pos += n
+		i += n
 		if d.pos == FrameSize {
-			d.frame()
+			d.frame(&d.buf)
+			d.pos = 0
 		}
 	}
 	return d.Next()
@@ -204,37 +240,266 @@ func (d *Detector) push(ev Event) {
 	d.n++
 }
 
-// Levels, dB relative to a full-scale square wave per sample (32768²).
+// linear is G.711 μ-law decoded.
+var linear [256]int32
+
+func init() {
+	for i := range linear {
+		linear[i] = int32(audio.DecodeMulaw(byte(i)))
+	}
+}
+
+// The filter bank splits the band in two, again and again, with a
+// quadrature mirror filter: two first-order allpass sections, one per
+// polyphase branch, whose sum is the lower half of the band and whose
+// difference the upper half, each at half the rate. It runs in integers
+// (coefficients Q15), on fixed-size arrays and with the two splits of the
+// second level in one loop: the filter bank is most of the cost of a
+// frame, and what bounds it is the number of instructions.
+type qmf struct{ x0, y0, x1, y1 int64 }
+
+// Allpass coefficients of the two branches, Q15: 0.64 and 0.17.
 const (
-	// minSpeechDB: quieter frames are never speech, whatever the floor.
-	// μ-law's idle codes decode to ±4 (about -78 dB); -55 dB is far below
-	// a caller's voice on a phone line and above line noise.
-	minSpeechDB = -55
-	// marginDB: a speech frame stands this far above the noise floor.
-	marginDB = 9
-	// floorRiseDB: how fast the floor climbs towards louder frames, per
-	// frame (0.5 dB per second), so that a steady noise is learnt in
-	// seconds but speech is not.
-	floorRiseDB = 0.01
+	qmfA0 = 20972
+	qmfA1 = 5571
 )
 
-// frame decides on the frame just completed and advances the state machine.
-func (d *Detector) frame() {
-	e := d.energy
-	t := d.frameT
-	d.energy, d.pos = 0, 0
+// allpass is y[n] = a·(x[n] - y[n-1]) + x[n-1].
+func allpass(a, x, px, py int64) int64 { return (a*(x-py))>>15 + px }
 
-	db := 10*math.Log10(float64(e)/FrameSize+1) - 90.309 // 10·log10(32768²)
-	if d.frames < 1<<20 {
+// The loops below keep a split's state in local variables and write it
+// back at the end: kept in the struct, every output would wait for a
+// store and a load. Sums are not halved: each split doubles the energy
+// of what it passes and at most doubles the amplitude, which 16-bit
+// input, four levels, int32 arrays and int64 energies have room for.
+
+// bank decodes a frame, runs the filter bank over it and returns the
+// energies (sums of squares) of the scored bands.
+func (d *Detector) bank(ulaw *[FrameSize]byte) (e [nBands]int64) {
+	// 0–4k → 0–2k | 2–4k.
+	q := &d.split[0]
+	px0, py0, px1, py1 := q.x0, q.y0, q.x1, q.y1
+	for i := range FrameSize / 2 {
+		x0, x1 := int64(linear[ulaw[2*i]]), int64(linear[ulaw[2*i+1]])
+		y0 := allpass(qmfA0, x0, px0, py0)
+		y1 := allpass(qmfA1, x1, px1, py1)
+		px0, py0, px1, py1 = x0, y0, x1, y1
+		d.lo1[i], d.hi1[i] = int32(y0+y1), int32(y0-y1)
+	}
+	q.x0, q.y0, q.x1, q.y1 = px0, py0, px1, py1
+
+	// 0–2k → 0–1k | 1–2k, and 2–4k → 3–4k | 2–3k (the upper half of a
+	// split comes out mirrored), in one loop.
+	q, r := &d.split[1], &d.split[2]
+	px0, py0, px1, py1 = q.x0, q.y0, q.x1, q.y1
+	rx0, ry0, rx1, ry1 := r.x0, r.y0, r.x1, r.y1
+	var e12, e23, e34 int64
+	for i := range FrameSize / 4 {
+		x0, x1 := int64(d.lo1[2*i]), int64(d.lo1[2*i+1])
+		y0 := allpass(qmfA0, x0, px0, py0)
+		y1 := allpass(qmfA1, x1, px1, py1)
+		px0, py0, px1, py1 = x0, y0, x1, y1
+		d.lo2[i] = int32(y0 + y1)
+		h := y0 - y1
+		e12 += h * h
+
+		x0, x1 = int64(d.hi1[2*i]), int64(d.hi1[2*i+1])
+		y0 = allpass(qmfA0, x0, rx0, ry0)
+		y1 = allpass(qmfA1, x1, rx1, ry1)
+		rx0, ry0, rx1, ry1 = x0, y0, x1, y1
+		l, h := y0+y1, y0-y1
+		e34 += l * l
+		e23 += h * h
+	}
+	q.x0, q.y0, q.x1, q.y1 = px0, py0, px1, py1
+	r.x0, r.y0, r.x1, r.y1 = rx0, ry0, rx1, ry1
+
+	// 0–1k → 0–500 | 500–1k.
+	q = &d.split[3]
+	px0, py0, px1, py1 = q.x0, q.y0, q.x1, q.y1
+	var e051 int64
+	for i := range FrameSize / 8 {
+		x0, x1 := int64(d.lo2[2*i]), int64(d.lo2[2*i+1])
+		y0 := allpass(qmfA0, x0, px0, py0)
+		y1 := allpass(qmfA1, x1, px1, py1)
+		px0, py0, px1, py1 = x0, y0, x1, y1
+		d.lo3[i] = int32(y0 + y1)
+		h := y0 - y1
+		e051 += h * h
+	}
+	q.x0, q.y0, q.x1, q.y1 = px0, py0, px1, py1
+
+	// 0–500 → 0–250 | 250–500.
+	q = &d.split[4]
+	px0, py0, px1, py1 = q.x0, q.y0, q.x1, q.y1
+	var e255 int64
+	for i := range FrameSize / 16 {
+		x0, x1 := int64(d.lo3[2*i]), int64(d.lo3[2*i+1])
+		y0 := allpass(qmfA0, x0, px0, py0)
+		y1 := allpass(qmfA1, x1, px1, py1)
+		px0, py0, px1, py1 = x0, y0, x1, y1
+		h := y0 - y1
+		e255 += h * h
+	}
+	q.x0, q.y0, q.x1, q.y1 = px0, py0, px1, py1
+	return [nBands]int64{e255, e051, e12, e23, e34}
+}
+
+// bandScale turns a band's energy into its share of the frame's mean
+// square re full scale. A split with unhalved sums doubles the energy
+// (the sum of squares): 250–500 Hz went through 4 splits, 500–1000 Hz 3,
+// the others 2.
+var bandScale = [nBands]float32{
+	1.0 / 16 / FrameSize / (32768 * 32768), 1.0 / 8 / FrameSize / (32768 * 32768),
+	1.0 / 4 / FrameSize / (32768 * 32768), 1.0 / 4 / FrameSize / (32768 * 32768), 1.0 / 4 / FrameSize / (32768 * 32768),
+}
+
+// dB returns 10·log10(x) for x > 0 within about 0.02 dB, from the float's
+// exponent and a quadratic in its mantissa; tiny x give about -200.
+func dB(x float32) float32 {
+	bits := math.Float32bits(x + 1e-20)
+	e := float32(int32(bits>>23&0xFF) - 128)              // the quadratic is log2(m)+1
+	m := math.Float32frombits(bits&0x7FFFFF | 0x3F800000) // [1, 2)
+	return 3.0103 * (e + (-0.34484843*m+2.02466578)*m - 0.67487759)
+}
+
+// Decision parameters, dB.
+const (
+	// minSpeechDB: quieter frames (full band, re full scale) are never
+	// speech, whatever the floor: μ-law's idle codes decode to about
+	// -78 dB, a phone line's hiss is rarely above -60 dB.
+	minSpeechDB = -55
+	// startDB: a frame starts speech when its bands stand this far above
+	// their floors on average (negative excesses count as 0).
+	startDB = 2.5
+	// holdDB: while speaking, a frame continues it at this lower score.
+	holdDB = 2.5
+	// maxExcessDB: how much one band may add to the score.
+	maxExcessDB = 12
+	// smoothK: smoothing of the band levels the minimum is taken of.
+	smoothK = 0.3
+	// noiseRise and noiseFall: how fast the noise level follows frames
+	// above and below it (per frame; 0.05 is a time constant of 400 ms).
+	noiseRise = 0.05
+	noiseFall = 0.2
+	// noiseCreep: how fast it follows frames that look like speech, so
+	// that a sound that never stops (music) becomes background.
+	noiseCreep = 0.004
+	// steadyDB: speech goes up and down by far more than this within
+	// steadyFrames (a second): from syllable to syllable and into the
+	// pauses between words. A sound that does not is not speech.
+	steadyDB     = 6
+	steadyFrames = 50
+	// gateDB: how much louder than a steady background's loudest frame
+	// of the last second speech must be to start.
+	gateDB = 2
+)
+
+// span returns the lowest and highest of the last steadyFrames levels.
+func (d *Detector) span() (lo, hi float32) {
+	lo, hi = d.history[0], d.history[0]
+	for _, l := range d.history[1:] {
+		lo, hi = min(lo, l), max(hi, l)
+	}
+	return lo, hi
+}
+
+// steady reports whether the last steadyFrames levels stayed within
+// steadyDB of each other.
+func (d *Detector) steady() bool {
+	lo, hi := d.span()
+	return hi-lo < steadyDB
+}
+
+// analyse runs a frame through the filter bank and returns the level of
+// each scored band and of the whole frame above 250 Hz, dB re a
+// full-scale square wave (a full-scale sine is -3 dB).
+func (d *Detector) analyse(ulaw *[FrameSize]byte) (lv [nBands]float32, full float32) {
+	e := d.bank(ulaw)
+	for b := range nBands {
+		lv[b] = dB(float32(e[b]) * bandScale[b])
+	}
+	full = dB((float32(e[0])/16 + float32(e[1])/8 + float32(e[2]+e[3]+e[4])/4) * (1.0 / FrameSize / (32768 * 32768)))
+	return lv, full
+}
+
+// frame analyses a frame and advances the state machine.
+func (d *Detector) frame(ulaw *[FrameSize]byte) {
+	t := d.frameT
+	lv, full := d.analyse(ulaw)
+
+	first := d.frames == 0
+	if d.frames < 1<<30 {
 		d.frames++
 	}
-	// The floor falls at once to a quieter frame and climbs slowly.
-	if db < d.floor {
-		d.floor = db
-	} else {
-		d.floor += floorRiseDB
+	if first {
+		for b := range nBands {
+			d.smooth[b], d.subMin[b], d.noise[b], d.minsMin[b] = lv[b], lv[b], lv[b], lv[b]
+			for k := range nSub {
+				d.mins[k][b] = lv[b]
+			}
+		}
 	}
-	speech := db > minSpeechDB && db > d.floor+marginDB
+	// Score against the floor learnt before this frame: the mean excess
+	// of the bands, each counted up to maxExcessDB so that one loud band
+	// (a tone) is not enough.
+	var score float32
+	for b := range nBands {
+		floor := max(d.noise[b], min(d.subMin[b], d.minsMin[b]))
+		if ex := lv[b] - floor; ex > 0 {
+			score += min(ex, maxExcessDB)
+		}
+	}
+	score /= nBands
+
+	// The noise level: a running mean of the frames that do not look
+	// like speech, falling faster than it rises.
+	for b := range nBands {
+		switch {
+		case lv[b] < d.noise[b]:
+			d.noise[b] += noiseFall * (lv[b] - d.noise[b])
+		case score < startDB:
+			d.noise[b] += noiseRise * (lv[b] - d.noise[b])
+		default:
+			d.noise[b] += noiseCreep * (lv[b] - d.noise[b])
+		}
+	}
+	// Minimum statistics, the floor under it: it follows any change of
+	// background within nSub sub-windows, even one mistaken for speech.
+	for b := range nBands {
+		d.smooth[b] += smoothK * (lv[b] - d.smooth[b])
+		d.subMin[b] = min(d.subMin[b], d.smooth[b])
+	}
+	d.sub++
+	if d.sub == subFrames {
+		d.sub = 0
+		copy(d.mins[1:], d.mins[:nSub-1])
+		d.mins[0] = d.subMin
+		d.subMin = d.smooth
+		d.minsMin = d.mins[0]
+		for k := 1; k < nSub; k++ {
+			for b := range nBands {
+				d.minsMin[b] = min(d.minsMin[b], d.mins[k][b])
+			}
+		}
+	}
+
+	thr := float32(startDB)
+	if d.speaking {
+		thr = holdDB
+	}
+	speech := full > minSpeechDB && score > thr
+	if !d.speaking && speech && d.run == 0 {
+		// Over a steady background (music), speech must also get
+		// louder than the background has been in the last second.
+		d.gate = float32(math.Inf(-1))
+		if lo, hi := d.span(); hi-lo < steadyDB {
+			d.gate = hi + gateDB
+		}
+		d.peak = full
+	}
+	d.history[d.li] = full
+	d.li = (d.li + 1) % steadyFrames
 
 	if !d.speaking {
 		if !speech {
@@ -245,13 +510,23 @@ func (d *Detector) frame() {
 			d.onset = t
 		}
 		d.run++
-		if d.run >= d.startFrames {
+		d.peak = max(d.peak, full)
+		if d.run >= d.startFrames && d.peak > d.gate {
 			d.speaking = true
+			d.spoken = d.run
 			d.run = 0
 			d.lastEnd = t + FrameMs
 			d.push(Event{Kind: SpeechStarted, AtMs: d.onset})
 		}
 		return
+	}
+	d.spoken++
+	if d.spoken >= steadyFrames && d.steady() {
+		// A second without the dips of speech: music, or a new
+		// background. Learn it as the noise and end the utterance.
+		d.noise = d.smooth
+		speech = false
+		d.run = d.hangoverFrames
 	}
 	if speech {
 		d.run = 0

@@ -1,6 +1,7 @@
 package vad
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -32,13 +33,16 @@ func whiteNoise(r *rand.Rand, n int, db float64) []float64 {
 }
 
 // voiced returns n samples of a harmonic, speech-like sound: a 140 Hz
-// pulse train's first 20 harmonics, at rms about db.
+// pulse train's first 20 harmonics at rms about db, its level going up
+// and down by 14 dB four times a second like syllables.
 func voiced(n int, db float64) []float64 {
 	x := make([]float64, n)
 	g := gain(db) * math.Sqrt2 / math.Sqrt(20)
 	for i := range x {
+		t := float64(i) / 8000
+		env := 0.6 + 0.4*math.Cos(2*math.Pi*4*t)
 		for h := 1; h <= 20; h++ {
-			x[i] += g * math.Sin(2*math.Pi*140*float64(h)*float64(i)/8000) / math.Sqrt(float64(h))
+			x[i] += env * g * math.Sin(2*math.Pi*140*float64(h)*t) / math.Sqrt(float64(h))
 		}
 	}
 	return x
@@ -67,8 +71,8 @@ func TestSilenceNoEvents(t *testing.T) {
 	}
 }
 
-// utterance returns noise at noiseDB with a voiced burst from onMs to offMs.
-func utterance(seed uint64, totalMs, onMs, offMs int, noiseDB, speechDB float64) []byte {
+// burst returns noise at noiseDB with a voiced burst from onMs to offMs.
+func burst(seed uint64, totalMs, onMs, offMs int, noiseDB, speechDB float64) []byte {
 	r := rand.New(rand.NewPCG(seed, 1))
 	x := whiteNoise(r, totalMs*8, noiseDB)
 	v := voiced((offMs-onMs)*8, speechDB)
@@ -79,7 +83,7 @@ func utterance(seed uint64, totalMs, onMs, offMs int, noiseDB, speechDB float64)
 }
 
 func TestBurstInNoise(t *testing.T) {
-	b := utterance(1, 6000, 2000, 3500, -46, -26)
+	b := burst(1, 6000, 2000, 3500, -46, -26)
 	evs := run(New(Config{}), b, FrameSize)
 	if len(evs) != 2 || evs[0].Kind != SpeechStarted || evs[1].Kind != SpeechStopped {
 		t.Fatalf("events %+v, want a start and a stop", evs)
@@ -98,8 +102,8 @@ func TestBurstInNoise(t *testing.T) {
 // TestChunking: the same audio gives the same events whatever the size of
 // the pieces it comes in, as long as its timestamps are right.
 func TestChunking(t *testing.T) {
-	b := utterance(2, 10000, 1000, 2500, -50, -20)
-	b = append(b, utterance(3, 4000, 1000, 1700, -50, -30)...)
+	b := burst(2, 10000, 1000, 2500, -50, -20)
+	b = append(b, burst(3, 4000, 1000, 1700, -50, -30)...)
 	want := run(New(Config{}), b, FrameSize)
 	if len(want) != 4 {
 		t.Fatalf("events %+v, want two utterances", want)
@@ -128,7 +132,7 @@ func TestChunking(t *testing.T) {
 func abs(x int64) int64 { return max(x, -x) }
 
 func TestReset(t *testing.T) {
-	b := utterance(4, 4000, 1000, 2500, -50, -20)
+	b := burst(4, 4000, 1000, 2500, -50, -20)
 	d := New(Config{StartMs: 100, HangoverMs: 300})
 	want := run(d, b, FrameSize)
 	d.Process(b[:8000*1.2], 0) // mid-utterance
@@ -162,7 +166,7 @@ func TestQueueOverflowAlternates(t *testing.T) {
 	// holds. What comes out still alternates, starting with a start.
 	var b []byte
 	for i := range 20 {
-		b = append(b, utterance(uint64(10+i), 1500, 500, 900, -50, -20)...)
+		b = append(b, burst(uint64(10+i), 1500, 500, 900, -50, -20)...)
 	}
 	d := New(Config{StartMs: 20, HangoverMs: 200})
 	evs := run(d, b, len(b))
@@ -193,6 +197,35 @@ func checkWellFormed(t *testing.T, evs []Event) {
 	}
 }
 
+// TestLevels: a sine in the middle of each band reads its level there,
+// far less in the others, and the same level for the whole frame.
+func TestLevels(t *testing.T) {
+	for band, hz := range []float64{375, 750, 1500, 2500, 3500} {
+		t.Run(fmt.Sprint(hz, " Hz"), func(t *testing.T) {
+			const db = -20 // rms re full scale: a sine at -17 dBFS peak
+			x := make([]float64, 8000)
+			for i := range x {
+				x[i] = gain(db) * math.Sqrt2 * math.Sin(2*math.Pi*hz*float64(i)/8000)
+			}
+			b := encode(x)
+			d := New(Config{})
+			var lv [nBands]float32
+			var full float32
+			for i := 0; i+FrameSize <= len(b); i += FrameSize {
+				lv, full = d.analyse((*[FrameSize]byte)(b[i : i+FrameSize]))
+			}
+			if math.Abs(float64(lv[band])-db) > 1.5 || math.Abs(float64(full)-db) > 1 {
+				t.Errorf("band %d reads %.1f dB, the frame %.1f dB; want %d", band, lv[band], full, db)
+			}
+			for o := range nBands {
+				if o != band && lv[o] > db-10 {
+					t.Errorf("band %d reads %.1f dB for a sine in band %d", o, lv[o], band)
+				}
+			}
+		})
+	}
+}
+
 func TestKindString(t *testing.T) {
 	for k, want := range map[Kind]string{None: "none", SpeechStarted: "speech.started", SpeechStopped: "speech.stopped", 7: "none"} {
 		if got := k.String(); got != want {
@@ -202,7 +235,7 @@ func TestKindString(t *testing.T) {
 }
 
 func TestProcessAllocs(t *testing.T) {
-	b := utterance(5, 2000, 500, 1500, -50, -20)
+	b := burst(5, 2000, 500, 1500, -50, -20)
 	d := New(Config{})
 	ts := int64(0)
 	allocs := testing.AllocsPerRun(500, func() {
