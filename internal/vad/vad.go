@@ -369,11 +369,9 @@ const (
 	// speech, whatever the floor: μ-law's idle codes decode to about
 	// -78 dB, a phone line's hiss is rarely above -60 dB.
 	minSpeechDB = -55
-	// startDB: a frame starts speech when its bands stand this far above
-	// their floors on average (negative excesses count as 0).
+	// startDB: a frame is speech when its bands stand this far above
+	// their noise levels on average (bands below count as 0).
 	startDB = 2.5
-	// holdDB: while speaking, a frame continues it at this lower score.
-	holdDB = 2.5
 	// maxExcessDB: how much one band may add to the score.
 	maxExcessDB = 12
 	// smoothK: smoothing of the band levels the minimum is taken of.
@@ -392,7 +390,7 @@ const (
 	steadyFrames = 50
 	// gateDB: how much louder than a steady background's loudest frame
 	// of the last second speech must be to start.
-	gateDB = 2
+	gateDB = 3
 )
 
 // span returns the lowest and highest of the last steadyFrames levels.
@@ -484,11 +482,7 @@ func (d *Detector) frame(ulaw *[FrameSize]byte) {
 		}
 	}
 
-	thr := float32(startDB)
-	if d.speaking {
-		thr = holdDB
-	}
-	speech := full > minSpeechDB && score > thr
+	speech := full > minSpeechDB && score > startDB
 	if !d.speaking && speech && d.run == 0 {
 		// Over a steady background (music), speech must also get
 		// louder than the background has been in the last second.
