@@ -17,7 +17,7 @@ type Transcoder struct {
 	info Info
 	pass *wavReader // 8000 Hz mono μ-law WAV, passed through
 	src  monoReader // mono samples at the source rate
-	rs   *resampler // nil when the source is already at SampleRate
+	rs   *resampler // follows the source through changes of rate; passes SampleRate through
 	buf  []float32
 	err  error
 }
@@ -61,9 +61,7 @@ func NewTranscoder(r io.Reader, opts Options) (*Transcoder, error) {
 		t.src = m
 	}
 	t.buf = make([]float32, blockSize)
-	if t.info.SampleRate != SampleRate {
-		t.rs = newResampler(t.src, t.info.SampleRate)
-	}
+	t.rs = newResampler(t.src, t.info.SampleRate)
 	return t, nil
 }
 
@@ -110,23 +108,9 @@ func (t *Transcoder) Read(p []byte) (int, error) {
 	for n < len(p) && t.err == nil {
 		block := t.buf[:min(len(p)-n, len(t.buf))]
 		var k int
-		if t.rs != nil {
-			k, t.err = t.rs.read(block)
-		} else {
-			k, t.err = t.src.readMono(block)
-		}
+		k, t.err = t.rs.read(block)
 		encodeBlock(p[n:n+k], block[:k])
 		n += k
-		if rc, ok := t.err.(*rateChange); ok {
-			// The source goes on at another rate (concatenated MP3s):
-			// what came before is flushed through the filters, and a
-			// resampler for the new rate takes over.
-			t.err = nil
-			t.rs = nil
-			if rc.rate != SampleRate {
-				t.rs = newResampler(t.src, rc.rate)
-			}
-		}
 	}
 	if n > 0 {
 		return n, nil

@@ -1,0 +1,68 @@
+package audio
+
+// The two inner loops of the resampler. On amd64 with AVX2 and FMA they
+// run in assembly (dot_amd64.s), eight products per instruction; elsewhere,
+// or built with the purego tag, in the Go below. dot's two versions differ
+// in the order of the additions and in FMA's single rounding (a few parts
+// in 10⁷ of the result); fir's give the same bits, because a block of
+// outputs is computed by either depending on how it is chunked.
+
+// dot returns the inner product of c and x[:len(c)].
+func dot(c, x []float32) float32 {
+	x = x[:len(c)]
+	n8 := 0
+	var s float32
+	if useAVX2 && len(c) >= 8 {
+		n8 = len(c) &^ 7
+		s = dotAVX2(&c[0], &x[0], n8)
+	}
+	return s + dotGo(c[n8:], x[n8:])
+}
+
+// fir sets dst[t] to the inner product of c and x[t:t+len(c)], for every
+// t: a filter run over a block of outputs, vectorised across outputs. x
+// must hold len(dst)+len(c)-1 samples.
+func fir(dst, x, c []float32) {
+	if len(dst) == 0 {
+		return
+	}
+	_ = x[len(dst)+len(c)-2]
+	n8 := 0
+	if useAVX2 && len(dst) >= 8 && len(c) > 0 {
+		n8 = len(dst) &^ 7
+		firAVX2(&dst[0], &x[0], &c[0], n8, len(c))
+	}
+	firGo(dst[n8:], x[n8:], c)
+}
+
+// firGo is fir in Go, summing each output in the order of the taps as
+// firAVX2 does, so that both give the same bits.
+func firGo(dst, x, c []float32) {
+	for t := range dst {
+		xx := x[t : t+len(c)]
+		var a float32
+		for i, v := range c {
+			a += float32(v * xx[i]) // the conversion forbids a fused multiply-add
+		}
+		dst[t] = a
+	}
+}
+
+// dotGo is dot in Go: four accumulators, four products an iteration.
+func dotGo(c, x []float32) float32 {
+	x = x[:len(c)]
+	var a0, a1, a2, a3 float32
+	i := 0
+	for ; i+4 <= len(c); i += 4 {
+		// Fixed-length subslices: one bounds check per four products.
+		cc, xx := c[i:i+4:i+4], x[i:i+4:i+4]
+		a0 += cc[0] * xx[0]
+		a1 += cc[1] * xx[1]
+		a2 += cc[2] * xx[2]
+		a3 += cc[3] * xx[3]
+	}
+	for ; i < len(c); i++ {
+		a0 += c[i] * x[i]
+	}
+	return (a0 + a1) + (a2 + a3)
+}

@@ -1,0 +1,124 @@
+//go:build !purego
+
+#include "textflag.h"
+
+// func dotAVX2(c, x *float32, n int) float32
+TEXT ·dotAVX2(SB), NOSPLIT, $0-28
+	MOVQ c+0(FP), SI
+	MOVQ x+8(FP), DI
+	MOVQ n+16(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	CMPQ CX, $32
+	JLT  dot8
+
+dot32:
+	VMOVUPS     (SI), Y4
+	VMOVUPS     32(SI), Y5
+	VMOVUPS     64(SI), Y6
+	VMOVUPS     96(SI), Y7
+	VFMADD231PS (DI), Y4, Y0
+	VFMADD231PS 32(DI), Y5, Y1
+	VFMADD231PS 64(DI), Y6, Y2
+	VFMADD231PS 96(DI), Y7, Y3
+	ADDQ        $128, SI
+	ADDQ        $128, DI
+	SUBQ        $32, CX
+	CMPQ        CX, $32
+	JGE         dot32
+
+dot8:
+	CMPQ        CX, $8
+	JLT         reduce
+	VMOVUPS     (SI), Y4
+	VFMADD231PS (DI), Y4, Y0
+	ADDQ        $32, SI
+	ADDQ        $32, DI
+	SUBQ        $8, CX
+	JMP         dot8
+
+reduce:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VZEROUPPER
+	MOVSS        X0, ret+24(FP)
+	RET
+
+// func firAVX2(dst, x, c *float32, n, taps int)
+//
+// Each output is summed in order of the taps, with a rounding after every
+// product and every sum (no FMA), exactly as firGo does: an output's value
+// does not depend on whether it was computed here or there.
+TEXT ·firAVX2(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ c+16(FP), DX
+	MOVQ n+24(FP), CX
+	MOVQ taps+32(FP), BX
+
+block32:
+	CMPQ   CX, $32
+	JLT    block8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	MOVQ   DX, R8
+	MOVQ   SI, R9
+	MOVQ   BX, R10
+
+tap32:
+	VBROADCASTSS (R8), Y4
+	VMULPS       (R9), Y4, Y5
+	VMULPS       32(R9), Y4, Y6
+	VMULPS       64(R9), Y4, Y7
+	VMULPS       96(R9), Y4, Y8
+	VADDPS       Y5, Y0, Y0
+	VADDPS       Y6, Y1, Y1
+	VADDPS       Y7, Y2, Y2
+	VADDPS       Y8, Y3, Y3
+	ADDQ         $4, R8
+	ADDQ         $4, R9
+	DECQ         R10
+	JNZ          tap32
+	VMOVUPS      Y0, (DI)
+	VMOVUPS      Y1, 32(DI)
+	VMOVUPS      Y2, 64(DI)
+	VMOVUPS      Y3, 96(DI)
+	ADDQ         $128, DI
+	ADDQ         $128, SI
+	SUBQ         $32, CX
+	JMP          block32
+
+block8:
+	CMPQ   CX, $8
+	JLT    done
+	VXORPS Y0, Y0, Y0
+	MOVQ   DX, R8
+	MOVQ   SI, R9
+	MOVQ   BX, R10
+
+tap8:
+	VBROADCASTSS (R8), Y4
+	VMULPS       (R9), Y4, Y5
+	VADDPS       Y5, Y0, Y0
+	ADDQ         $4, R8
+	ADDQ         $4, R9
+	DECQ         R10
+	JNZ          tap8
+	VMOVUPS      Y0, (DI)
+	ADDQ         $32, DI
+	ADDQ         $32, SI
+	SUBQ         $8, CX
+	JMP          block8
+
+done:
+	VZEROUPPER
+	RET
