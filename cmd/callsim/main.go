@@ -6,15 +6,14 @@
 //	callsim -calls 50 -rate 10 -duration 20s
 //
 // Every flag can also be set from the environment variable named in its
-// help (-h). The exit status is non-zero if the call broke or the server broke
-// the protocol.
+// help (-h). The exit status is 0 on success or -h, 2 for a usage error,
+// and 1 if the call broke or the server broke the protocol.
 package main
 
 import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -50,29 +49,40 @@ type config struct {
 }
 
 func main() {
-	cfg, err := parseFlags(os.Args[1:])
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "callsim:", err)
-		os.Exit(2)
-	}
-	log, err := cfg.log.Logger(os.Stderr)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "callsim:", err)
-		os.Exit(2)
-	}
-	if err := cli.ServePprof(cfg.pprof, log); err != nil {
-		fmt.Fprintln(os.Stderr, "callsim:", err)
-		os.Exit(2)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, cfg, log, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "callsim:", err)
-		stop()
-		os.Exit(1)
+	code := program(os.Stdout, os.Stderr).Main(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+func program(stdout, stderr io.Writer) cli.Program {
+	return cli.Program{
+		Name:    "callsim",
+		Summary: "callsim calls a media-stream server the way Twilio does and records what the caller hears;\nwith -calls N it load-tests a server on this machine.",
+		Stdout:  stdout,
+		Stderr:  stderr,
+		Commands: []cli.Command{
+			{Args: "[flags]", Summary: "place a call (or, with -calls, many)", Setup: func(f *cli.Flags) cli.RunFunc {
+				var cfg config
+				finish := defineFlags(f, &cfg)
+				return func(ctx context.Context, args []string) error {
+					if err := cli.NoArgs(args); err != nil {
+						return err
+					}
+					if err := finish(); err != nil {
+						return cli.Usage(err)
+					}
+					log, err := cfg.log.Logger(stderr)
+					if err != nil {
+						return cli.Usage(err)
+					}
+					if err := cli.ServePprof(cfg.pprof, log); err != nil {
+						return fmt.Errorf("pprof: %w", err)
+					}
+					return run(ctx, cfg, log, stdout)
+				}
+			}},
+		},
 	}
 }
 
@@ -109,6 +119,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 		defer f.Close()
 		call.CallerAudio = f
 	}
+	// Print the SIDs before the call, so that a producer can target it
+	// while it runs (nats req callcast.play '{"streamSid":…}').
+	call.StreamSid, call.CallSid = callsim.NewSid("MZ"), callsim.NewSid("CA")
+	fmt.Fprintf(stdout, "calling      %s as stream %s (call %s)\n", cfg.url, call.StreamSid, call.CallSid)
 	c, err := callsim.Run(ctx, call, until)
 	if err != nil {
 		return err
@@ -135,8 +149,22 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 // parseFlags reads the flags, each defaulting to its environment variable.
 func parseFlags(args []string) (config, error) {
 	var cfg config
-	var errs []error
 	f := cli.NewFlags("callsim")
+	finish := defineFlags(f, &cfg)
+	if err := f.Parse(args); err != nil {
+		return cfg, err
+	}
+	if err := cli.NoArgs(f.Args()); err != nil {
+		return cfg, err
+	}
+	return cfg, finish()
+}
+
+// defineFlags defines the flags of a call on f, each defaulting to its
+// environment variable, and returns what checks and completes cfg once they
+// are parsed.
+func defineFlags(f *cli.Flags, cfg *config) (finish func() error) {
+	var errs []error
 	f.String(&cfg.url, "url", "CALLSIM_URL", "ws://127.0.0.1:8080/media-stream", "WebSocket URL of the server")
 	f.String(&cfg.out, "o", "CALLSIM_OUTPUT", "", "write the audio played to the caller to this WAV file")
 	f.String(&cfg.caller, "caller", "CALLSIM_CALLER", "", "raw μ-law 8 kHz mono file the caller says; default silence")
@@ -187,26 +215,22 @@ func parseFlags(args []string) (config, error) {
 	for _, h := range splitList(os.Getenv("CALLSIM_HEADERS")) {
 		errs = append(errs, f.Set("header", h))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return cfg, err
-	}
-	if err := f.Parse(args); err != nil {
-		return cfg, err
-	}
-	if f.NArg() > 0 {
-		return cfg, fmt.Errorf("unexpected argument %q", f.Arg(0))
-	}
-	if cfg.calls < 1 {
-		return cfg, fmt.Errorf("-calls %d: want at least 1", cfg.calls)
-	}
-	if cfg.token != "" {
-		signed := cfg.signURL
-		if signed == "" {
-			signed = cfg.url
+	return func() error {
+		if err := errors.Join(errs...); err != nil {
+			return err
 		}
-		cfg.header.Set(twilio.HeaderSignature, twilio.Sign(cfg.token, signed, nil))
+		if cfg.calls < 1 {
+			return fmt.Errorf("-calls %d: want at least 1", cfg.calls)
+		}
+		if cfg.token != "" {
+			signed := cfg.signURL
+			if signed == "" {
+				signed = cfg.url
+			}
+			cfg.header.Set(twilio.HeaderSignature, twilio.Sign(cfg.token, signed, nil))
+		}
+		return nil
 	}
-	return cfg, nil
 }
 
 func addPair(m map[string]string, s, sep string) error {

@@ -9,12 +9,14 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fasthttp/websocket"
 
+	"github.com/callcast/callcast/internal/calltest"
 	"github.com/callcast/callcast/internal/twilio"
 )
 
@@ -111,6 +113,9 @@ func TestRunWritesWAV(t *testing.T) {
 	if err := run(context.Background(), cfg, slog.New(slog.DiscardHandler), &stdout); err != nil {
 		t.Fatalf("run: %v\n%s", err, stdout.String())
 	}
+	if first, _, _ := strings.Cut(stdout.String(), "\n"); !regexp.MustCompile(`^calling      ws://\S+ as stream MZ[0-9a-f]{32} \(call CA[0-9a-f]{32}\)$`).MatchString(first) {
+		t.Errorf("first line %q does not name the stream before the call", first)
+	}
 	for _, want := range []string{"8000 bytes (1s)", "1 received, 1 echoed", "server closed", "protocol     0 errors", "wrote"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout.String())
@@ -148,5 +153,39 @@ func TestRunLoad(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "calls        3") || !strings.Contains(stdout.String(), "p95") {
 		t.Errorf("output:\n%s", stdout.String())
+	}
+}
+
+// TestCommandLine checks the exit status and messages of the command line.
+func TestCommandLine(t *testing.T) {
+	url := server(t, nil)
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string
+		stderr string // all of stderr for status 2, its start for 1
+	}{
+		{name: "help", args: []string{"-h"}, stdout: "(env CALLSIM_URL)"},
+		{name: "unknown command", args: []string{"bogus"}, code: 2, stderr: "callsim: unknown command \"bogus\"\nRun 'callsim -h' for usage.\n"},
+		{name: "no calls", args: []string{"-calls", "0"}, code: 2, stderr: "callsim: -calls 0: want at least 1\nRun 'callsim -h' for usage.\n"},
+		{name: "bad log format", args: []string{"-log-format", "xml"}, code: 2, stderr: "callsim: log format \"xml\": want text or json\nRun 'callsim -h' for usage.\n"},
+		{name: "call", args: []string{"-url", url, "-speed", "20", "-quiet", "1s", "-duration", "5s"}, stdout: "protocol     0 errors"},
+		{name: "nothing there", args: []string{"-url", "ws://" + calltest.FreeAddr(t) + "/media-stream"}, code: 1, stderr: "callsim: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := program(&stdout, &stderr).Main(context.Background(), tt.args)
+			if code != tt.code {
+				t.Errorf("exit status %d, want %d; stderr:\n%s", code, tt.code, stderr.String())
+			}
+			if !strings.Contains(stdout.String(), tt.stdout) {
+				t.Errorf("stdout lacks %q:\n%s", tt.stdout, stdout.String())
+			}
+			if tt.code == 1 && !strings.HasPrefix(stderr.String(), tt.stderr) || tt.code == 2 && stderr.String() != tt.stderr {
+				t.Errorf("stderr %q, want %q", stderr.String(), tt.stderr)
+			}
+		})
 	}
 }

@@ -4,11 +4,15 @@
 //
 //	edge [flags]        serve (every flag also reads the environment variable named in -h)
 //	edge healthcheck    exit 0 if the local edge answers /healthz
+//
+// The exit status is 0 after a clean shutdown or -h, 2 for a usage error
+// (an unknown command, flag or argument, a bad value), 1 otherwise.
 package main
 
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -19,50 +23,69 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "edge:", err)
-		os.Exit(1)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := program(os.Stdout, os.Stderr).Main(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+func program(stdout, stderr io.Writer) cli.Program {
+	return cli.Program{
+		Name:    "edge",
+		Summary: "edge serves Twilio Media Streams and the TwiML webhook, and bridges calls to NATS.\nWithout -nats it runs the whole product: an embedded NATS server and workers.",
+		Stdout:  stdout,
+		Stderr:  stderr,
+		Commands: []cli.Command{
+			{Args: "[flags]", Summary: "serve", Setup: func(f *cli.Flags) cli.RunFunc { return serve(f, stderr) }},
+			cli.HealthcheckCommand("addr", "EDGE_ADDR", ":8080"),
+		},
 	}
 }
 
-func run(args []string) error {
+// serve defines the edge's flags and returns what runs it.
+func serve(f *cli.Flags, stderr io.Writer) cli.RunFunc {
 	var (
 		o   edge.Options
 		svc cli.Service
 	)
-	f := cli.NewFlags("edge")
 	f.String(&o.Addr, "addr", "EDGE_ADDR", ":8080", "HTTP listen address")
 	f.String(&o.NATS.URL, "nats", "NATS_URL", "", "NATS URL(s), comma-separated; empty runs all-in-one with an embedded NATS server and workers")
 	f.String(&o.NATSListen, "nats-listen", "NATS_LISTEN", "127.0.0.1:4222", "all-in-one: the embedded NATS server's client address")
 	f.String(&o.NATSStoreDir, "nats-store-dir", "NATS_STORE_DIR", "", "all-in-one: the embedded NATS server's JetStream directory (audio library, transcode cache); empty: callcast-nats in the system's temporary directory")
 	f.NATSCredentials(&o.NATS.Creds, &o.NATS.User, &o.NATS.Password, &o.NATS.Token)
-	f.String(&o.Edge.PublicURL, "public-url", "PUBLIC_URL", "", "public base URL Twilio reaches this edge at, e.g. https://voice.example.com")
+	f.String(&o.Edge.PublicURL, "public-url", "PUBLIC_URL", "", "public base URL Twilio reaches this edge at, e.g. https://voice.example.com; empty: the request's host, wss:// unless loopback")
 	f.Bool(&o.Edge.TrustProxy, "trust-proxy", "TRUST_PROXY", false, "honour X-Forwarded-Host/-Proto when PUBLIC_URL is empty")
 	f.String(&o.Edge.AuthToken, "twilio-auth-token", "TWILIO_AUTH_TOKEN", "", "Twilio auth token: verify X-Twilio-Signature on the webhook and the stream upgrade")
 	f.String(&o.Edge.Say, "say", "SAY", "", "optional text Twilio speaks before connecting the stream")
 	f.String(&o.Edge.ID, "id", "EDGE_ID", defaultID(), "this edge's name on the bus")
 	f.String(&o.Worker.AudioDir, "audio-dir", "AUDIO_DIR", "./audio", "all-in-one: directory of playable audio")
 	f.String(&o.Worker.DefaultAudio, "default-audio", "DEFAULT_AUDIO", "sample.mp3", "all-in-one: audio played when the call names none")
-	f.Int(&o.Worker.Concurrency, "worker-concurrency", "WORKER_CONCURRENCY", 1000, "all-in-one: simultaneous playbacks")
-	f.Duration(&o.Worker.Lead, "lead", "PLAYBACK_LEAD", 2*time.Second, "how far a playback may run ahead of what the caller has heard (the edge closes a peer that stays further behind; all-in-one: the workers' pacing)")
+	f.IntMin(&o.Worker.Concurrency, "worker-concurrency", "WORKER_CONCURRENCY", 1000, 1, "all-in-one: simultaneous playbacks, at least 1")
+	f.DurationPositive(&o.Worker.Lead, "lead", "PLAYBACK_LEAD", 2*time.Second, "how far a playback may run ahead of what the caller has heard, 400ms to 1m (the edge closes a peer that stays further behind; all-in-one: the workers' pacing)")
 	f.Int64(&o.Worker.CacheBytes, "cache-bytes", "CACHE_BYTES", 256<<20, "all-in-one: memory cache of transcoded audio, bytes; negative: none")
-	f.Int(&o.Edge.MaxQueuedPlaybacks, "max-queued-playbacks", "MAX_QUEUED_PLAYBACKS", 100, "playbacks that may wait on one call; past it callcast.play answers queue_full")
+	f.IntMin(&o.Edge.MaxQueuedPlaybacks, "max-queued-playbacks", "MAX_QUEUED_PLAYBACKS", 100, 1, "playbacks that may wait on one call; past it callcast.play answers queue_full")
 	f.String(&o.Edge.CallerAudio, "caller-audio", "CALLER_AUDIO", "listen", "publish callers' audio on callcast.stream.<sid>.in: on, off, or listen (while someone holds a lease, or the call asks with callerAudio=on)")
 	f.Duration(&o.Edge.CallerAudioBatch, "caller-audio-batch", "CALLER_AUDIO_BATCH", 20*time.Millisecond, "caller audio per bus message, 20ms to 200ms")
 	f.Duration(&o.Edge.ListenLease, "listen-lease", "LISTEN_LEASE", 10*time.Second, "default lease on a call's audio granted on callcast.stream.<sid>.listen, 1s to 1m")
 	f.String(&o.Edge.VAD, "vad", "VAD", "on", "detect callers' speech: speech.started/stopped events and barge-in (on or off)")
-	f.Duration(&o.DrainTimeout, "drain-timeout", "DRAIN_TIMEOUT", 30*time.Second, "on SIGTERM, how long calls in progress may run on")
+	f.DurationPositive(&o.DrainTimeout, "drain-timeout", "DRAIN_TIMEOUT", 30*time.Second, "on SIGTERM, how long calls in progress may run on")
 	svc.Define(f)
-	log, err := svc.Start(f, args, &o.Addr)
-	if log == nil || err != nil {
-		return err
+	return func(ctx context.Context, args []string) error {
+		if err := cli.NoArgs(args); err != nil {
+			return err
+		}
+		o.NATS.Name = "callcast-edge-" + o.Edge.ID
+		o.Edge.Lead = o.Worker.Lead
+		if err := o.Validate(); err != nil {
+			return cli.Usage(err)
+		}
+		log, err := svc.Start(stderr)
+		if err != nil {
+			return err
+		}
+		o.Logger = log
+		return edge.Run(ctx, o)
 	}
-	o.Logger = log
-	o.NATS.Name = "callcast-edge-" + o.Edge.ID
-	o.Edge.Lead = o.Worker.Lead
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return edge.Run(ctx, o)
 }
 
 func defaultID() string {

@@ -1,9 +1,9 @@
 package main
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,43 +12,47 @@ import (
 	"time"
 
 	"github.com/callcast/callcast/internal/audio"
+	"github.com/callcast/callcast/internal/cli"
 )
 
-const transcodeUsage = `usage: worker transcode [-o OUT] IN
-
-Converts IN (MP3 or WAV, recognised by content; - for standard input) to
+const transcodeHelp = `Converts IN (MP3 or WAV, recognised by content; - for standard input) to
 G.711 μ-law, 8000 Hz, mono, as the worker plays it. OUT's extension picks
 the container: .ulaw, .mulaw or .raw for raw μ-law bytes, .wav for a μ-law
 WAV. Without -o, raw μ-law goes to standard output. A one-line summary goes
-to standard error.
-`
+to standard error.`
 
-// runTranscode is the transcode subcommand.
+// transcodeCommand is `worker transcode`.
+func transcodeCommand(stdout, stderr io.Writer) cli.Command {
+	return cli.Command{
+		Name: "transcode", Args: "[-o OUT] IN", Help: transcodeHelp,
+		Summary: "convert a file offline to raw μ-law (.ulaw) or a μ-law WAV (.wav)",
+		Setup: func(f *cli.Flags) cli.RunFunc {
+			out := f.FlagSet.String("o", "", "output file: .ulaw/.mulaw/.raw (raw μ-law) or .wav (μ-law WAV)")
+			return func(_ context.Context, args []string) error {
+				if len(args) != 1 {
+					return cli.Usagef("transcode: want exactly one input file")
+				}
+				return transcode(args[0], *out, stdout, stderr)
+			}
+		},
+	}
+}
+
+// runTranscode runs the transcode command with args.
 func runTranscode(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("transcode", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, transcodeUsage)
-		fs.PrintDefaults()
-	}
-	out := fs.String("o", "", "output file: .ulaw/.mulaw/.raw (raw μ-law) or .wav (μ-law WAV)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return errors.New("transcode: want exactly one input file")
-	}
-	in := fs.Arg(0)
+	return transcodeCommand(stdout, stderr).Run(context.Background(), args)
+}
 
+// transcode converts in to out ("": stdout).
+func transcode(in, out string, stdout, stderr io.Writer) error {
 	wav := false
-	if *out != "" {
-		switch strings.ToLower(filepath.Ext(*out)) {
+	if out != "" {
+		switch strings.ToLower(filepath.Ext(out)) {
 		case ".ulaw", ".mulaw", ".raw", ".ul":
 		case ".wav":
 			wav = true
 		default:
-			return fmt.Errorf("transcode: %s: unknown output extension (want .ulaw, .mulaw, .raw or .wav)", *out)
+			return cli.Usagef("transcode: %s: unknown output extension (want .ulaw, .mulaw, .raw or .wav)", out)
 		}
 	}
 
@@ -70,10 +74,10 @@ func runTranscode(args []string, stdout, stderr io.Writer) error {
 
 	var n int64
 	var readErr error
-	if *out == "" {
+	if out == "" {
 		n, readErr = copyAudio(stdout, t)
 	} else {
-		n, readErr = writeFile(*out, t, wav)
+		n, readErr = writeFile(out, t, wav)
 	}
 	if readErr != nil && !errors.Is(readErr, audio.ErrTruncated) {
 		return fmt.Errorf("transcode: %s: %w", in, readErr)
@@ -82,7 +86,7 @@ func runTranscode(args []string, stdout, stderr io.Writer) error {
 
 	info := t.Info()
 	dur := time.Duration(n) * time.Second / audio.SampleRate
-	dest := *out
+	dest := out
 	if dest == "" {
 		dest = "stdout"
 	}

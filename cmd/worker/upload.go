@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,44 +15,48 @@ import (
 	"github.com/callcast/callcast/internal/library"
 )
 
-const uploadUsage = `usage: worker upload [-name NAME] FILE
-
-Stores FILE (MP3 or WAV; - for standard input, with -name) in the JetStream
+const uploadHelp = `Stores FILE (MP3 or WAV; - for standard input, with -name) in the JetStream
 Object Store bucket callcast-audio, where every worker plays it by NAME
 (default: FILE's base name), replacing an object of that name. The audio is
 checked and transcoded first and its μ-law goes into the shared transcode
 cache, so that its first playback anywhere needs no transcoding. It connects
-as a worker does (the worker's credentials may use the buckets).
-`
+as a worker does (the worker's credentials may use the buckets).`
 
-// runUpload is the upload subcommand.
-func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var (
-		nopts   bus.ConnOptions
-		name    string
-		timeout time.Duration
-	)
-	f := cli.NewFlags("upload")
-	f.SetOutput(stderr)
-	f.Usage = func() {
-		fmt.Fprint(stderr, uploadUsage)
-		f.PrintDefaults()
+// uploadCommand is `worker upload`.
+func uploadCommand(stdout io.Writer) cli.Command {
+	return cli.Command{
+		Name: "upload", Args: "[-name NAME] FILE", Help: uploadHelp,
+		Summary: "store audio in the shared library (bucket callcast-audio), playable by name",
+		Setup: func(f *cli.Flags) cli.RunFunc {
+			var (
+				nopts   bus.ConnOptions
+				name    string
+				timeout time.Duration
+			)
+			f.String(&nopts.URL, "nats", "NATS_URL", "nats://127.0.0.1:4222", "NATS URL(s), comma-separated")
+			f.NATSCredentials(&nopts.Creds, &nopts.User, &nopts.Password, &nopts.Token)
+			f.StringVar(&name, "name", "", "the audio's name; default: FILE's base name")
+			f.DurationVar(&timeout, "timeout", time.Minute, "give up after this long")
+			return func(ctx context.Context, args []string) error {
+				if len(args) != 1 {
+					return cli.Usagef("upload: want exactly one file")
+				}
+				return upload(ctx, nopts, args[0], name, timeout, stdout)
+			}
+		},
 	}
-	f.String(&nopts.URL, "nats", "NATS_URL", "nats://127.0.0.1:4222", "NATS URL(s), comma-separated")
-	f.NATSCredentials(&nopts.Creds, &nopts.User, &nopts.Password, &nopts.Token)
-	f.StringVar(&name, "name", "", "the audio's name; default: FILE's base name")
-	f.DurationVar(&timeout, "timeout", time.Minute, "give up after this long")
-	if err := f.Parse(args); err != nil {
-		return err
-	}
-	if f.NArg() != 1 {
-		f.Usage()
-		return errors.New("upload: want exactly one file")
-	}
-	in := f.Arg(0)
+}
+
+// runUpload runs the upload command with args.
+func runUpload(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	return uploadCommand(stdout).Run(ctx, args)
+}
+
+// upload stores the file in (- for standard input) under name.
+func upload(ctx context.Context, nopts bus.ConnOptions, in, name string, timeout time.Duration, stdout io.Writer) error {
 	if name == "" {
 		if in == "-" {
-			return errors.New("upload: standard input needs -name")
+			return cli.Usagef("upload: standard input needs -name")
 		}
 		name = filepath.Base(in)
 	}

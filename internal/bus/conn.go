@@ -73,6 +73,14 @@ func Connect(o ConnOptions) (*nats.Conn, error) {
 	if url == "" {
 		url = nats.DefaultURL
 	}
+	// serverOf names the server nc is connected to. An in-process
+	// connection's URL is nats.go's placeholder, not the server's address.
+	serverOf := func(nc *nats.Conn) string {
+		if o.InProcess != nil {
+			return "in-process " + o.InProcess.ClientURL()
+		}
+		return nc.ConnectedUrlRedacted()
+	}
 	opts := []nats.Option{
 		nats.Name(o.Name),
 		nats.MaxReconnects(-1),
@@ -81,19 +89,24 @@ func Connect(o ConnOptions) (*nats.Conn, error) {
 		nats.RetryOnFailedConnect(true),
 		nats.ReconnectBufSize(8 << 20),
 		nats.ConnectHandler(func(nc *nats.Conn) {
-			log.Info("nats connected", "server", nc.ConnectedUrlRedacted())
+			log.Info("nats connected", "name", o.Name, "server", serverOf(nc))
 			if o.OnReconnect != nil {
 				o.OnReconnect()
 			}
 		}),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
-			log.Warn("nats disconnected; reconnecting", "err", err)
+			if nc.IsClosed() {
+				// Closed (or drained) on purpose: nothing to reconnect.
+				log.Debug("nats connection closed", "server", serverOf(nc))
+			} else {
+				log.Warn("nats disconnected; reconnecting", "err", err)
+			}
 			if o.OnDisconnect != nil {
 				o.OnDisconnect()
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info("nats reconnected", "server", nc.ConnectedUrlRedacted())
+			log.Info("nats reconnected", "name", o.Name, "server", serverOf(nc))
 			if o.OnReconnect != nil {
 				o.OnReconnect()
 			}

@@ -52,6 +52,15 @@ func RunServer(o ServerOptions) (*server.Server, error) {
 		}
 		if port == 0 {
 			port = server.RANDOM_PORT
+		} else {
+			// The server reports a failed listen only in its own log, and
+			// then never gets ready: try the address first, so that a port
+			// in use is said at once, in so many words.
+			ln, err := net.Listen("tcp", net.JoinHostPort(host, portStr))
+			if err != nil {
+				return nil, fmt.Errorf("bus: nats server: %w", err)
+			}
+			ln.Close()
 		}
 		opts.Host, opts.Port = host, port
 	}

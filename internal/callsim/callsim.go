@@ -287,6 +287,12 @@ func orRandomSid(sid, prefix string) string {
 	if sid != "" {
 		return sid
 	}
+	return NewSid(prefix)
+}
+
+// NewSid returns a random Twilio-style SID: prefix ("MZ" for a stream, "CA"
+// for a call, "AC" for an account) and 32 hex digits.
+func NewSid(prefix string) string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // never fails
 	return prefix + hex.EncodeToString(b[:])

@@ -20,7 +20,8 @@ import (
 // that every setting can be given either way (a flag wins).
 type Flags struct {
 	*flag.FlagSet
-	errs []error
+	errs   []error
+	checks []func() error
 }
 
 // NewFlags returns an empty flag set named name.
@@ -62,6 +63,31 @@ func (f *Flags) Int(p *int, name, env string, def int, usage string) {
 	f.IntVar(p, name, def, f.usage(usage, env))
 }
 
+// IntMin defines an int flag defaulting to $env, else def, that must be at
+// least min: a value below it is a usage error at Parse, not a silent
+// default.
+func (f *Flags) IntMin(p *int, name, env string, def, min int, usage string) {
+	f.Int(p, name, env, def, usage)
+	f.checks = append(f.checks, func() error {
+		if *p < min {
+			return fmt.Errorf("invalid value %d for -%s (env %s): want at least %d", *p, name, env, min)
+		}
+		return nil
+	})
+}
+
+// DurationPositive defines a duration flag defaulting to $env, else def,
+// that must be more than zero.
+func (f *Flags) DurationPositive(p *time.Duration, name, env string, def time.Duration, usage string) {
+	f.Duration(p, name, env, def, usage)
+	f.checks = append(f.checks, func() error {
+		if *p <= 0 {
+			return fmt.Errorf("invalid value %v for -%s (env %s): want more than 0", *p, name, env)
+		}
+		return nil
+	})
+}
+
 // Duration defines a duration flag defaulting to $env, else def.
 func (f *Flags) Duration(p *time.Duration, name, env string, def time.Duration, usage string) {
 	if v, ok := os.LookupEnv(env); ok && v != "" {
@@ -74,12 +100,21 @@ func (f *Flags) Duration(p *time.Duration, name, env string, def time.Duration, 
 	f.DurationVar(p, name, def, f.usage(usage, env))
 }
 
-// Parse parses args, reporting bad environment values too.
+// Parse parses args, reporting bad environment values and values out of
+// their flag's range too.
 func (f *Flags) Parse(args []string) error {
 	if len(f.errs) > 0 {
 		return f.errs[0]
 	}
-	return f.FlagSet.Parse(args)
+	if err := f.FlagSet.Parse(args); err != nil {
+		return err
+	}
+	for _, check := range f.checks {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Log holds the logging settings every command takes.
@@ -155,7 +190,7 @@ func (f *Flags) NATSCredentials(creds, user, password, token *string) {
 }
 
 // Service holds what every long-running command takes besides its own
-// settings: logging, profiling, and a `healthcheck` subcommand.
+// settings: logging and profiling.
 type Service struct {
 	Log       Log
 	PprofAddr string
@@ -167,25 +202,35 @@ func (s *Service) Define(f *Flags) {
 	s.Log.Define(f)
 }
 
-// Start parses args. For `healthcheck [flags]` it checks the local process
-// at *healthAddr and returns a nil logger; otherwise it returns the logger
-// and starts the profiling endpoints if asked.
-func (s *Service) Start(f *Flags, args []string, healthAddr *string) (*slog.Logger, error) {
-	if len(args) > 0 && args[0] == "healthcheck" {
-		if err := f.Parse(args[1:]); err != nil {
-			return nil, err
-		}
-		return nil, Healthcheck(context.Background(), *healthAddr)
-	}
-	if err := f.Parse(args); err != nil {
-		return nil, err
-	}
-	log, err := s.Log.Logger(os.Stderr)
+// Start returns the logger, writing to w, and starts the profiling
+// endpoints if asked. A bad level or format is a usage error.
+func (s *Service) Start(w io.Writer) (*slog.Logger, error) {
+	log, err := s.Log.Logger(w)
 	if err != nil {
-		return nil, err
+		return nil, Usage(err)
 	}
 	if err := ServePprof(s.PprofAddr, log); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("pprof: %w", err)
 	}
 	return log, nil
+}
+
+// HealthcheckCommand is the `healthcheck` command of a service serving
+// /healthz on the address given by flag name (env env, default def).
+func HealthcheckCommand(name, env, def string) Command {
+	return Command{
+		Name:    "healthcheck",
+		Args:    "[-" + name + " ADDR]",
+		Summary: "exit 0 if the process on this machine answers /healthz (for container healthchecks)",
+		Setup: func(f *Flags) RunFunc {
+			var addr string
+			f.String(&addr, name, env, def, "the process's HTTP address; its port is checked on 127.0.0.1")
+			return func(ctx context.Context, args []string) error {
+				if err := NoArgs(args); err != nil {
+					return err
+				}
+				return Healthcheck(ctx, addr)
+			}
+		},
+	}
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -100,23 +101,31 @@ func TestHealthcheck(t *testing.T) {
 	}
 }
 
-func TestServiceHealthcheckSubcommand(t *testing.T) {
+func TestHealthcheckCommand(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer srv.Close()
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	addr := ":1"
-	var svc Service
-	f := NewFlags("t")
-	f.String(&addr, "addr", "T_SVC_ADDR", ":1", "")
-	svc.Define(f)
-	log, err := svc.Start(f, []string{"healthcheck", "-addr", ":" + port}, &addr)
-	if log != nil || err != nil {
-		t.Fatalf("healthcheck against a healthy server: log %v, err %v", log, err)
+	cmd := HealthcheckCommand("addr", "T_SVC_ADDR", ":1")
+	if err := cmd.Run(context.Background(), []string{"-addr", ":" + port}); err != nil {
+		t.Fatalf("healthcheck against a healthy server: %v", err)
 	}
-	f = NewFlags("t")
-	f.String(&addr, "addr", "T_SVC_ADDR", ":1", "")
-	svc.Define(f)
-	if log, err := svc.Start(f, []string{"-log-format", "json"}, &addr); log == nil || err != nil {
-		t.Fatalf("serve: log %v, err %v", log, err)
+	t.Setenv("T_SVC_ADDR", ":"+port)
+	if err := cmd.Run(context.Background(), nil); err != nil {
+		t.Fatalf("healthcheck of the address in the environment: %v", err)
+	}
+	if err := cmd.Run(context.Background(), []string{"extra"}); !errors.Is(err, ErrUsage) {
+		t.Fatalf("extra argument: %v, want a usage error", err)
+	}
+}
+
+func TestServiceStart(t *testing.T) {
+	var buf bytes.Buffer
+	svc := Service{Log: Log{Level: "info", Format: "json"}}
+	if log, err := svc.Start(&buf); log == nil || err != nil {
+		t.Fatalf("start: log %v, err %v", log, err)
+	}
+	svc.Log.Format = "xml"
+	if _, err := svc.Start(&buf); !errors.Is(err, ErrUsage) {
+		t.Fatalf("bad log format: %v, want a usage error", err)
 	}
 }

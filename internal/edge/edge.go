@@ -117,6 +117,17 @@ type Config struct {
 	Gatherer   prometheus.Gatherer
 }
 
+// Validate reports a setting New would refuse, without starting anything.
+func (c Config) Validate() error {
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			return fmt.Errorf("edge: PUBLIC_URL %q must be an absolute http(s) URL", c.PublicURL)
+		}
+	}
+	return c.checkCallerConfig()
+}
+
 func (c *Config) setDefaults() {
 	if c.ReadLimit <= 0 {
 		c.ReadLimit = 64 << 10
@@ -199,15 +210,12 @@ type Server struct {
 
 // New returns an edge that uses nc for the bus.
 func New(nc *nats.Conn, cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	cfg.setDefaults()
 	if err := cfg.checkCallerConfig(); err != nil {
 		return nil, err
-	}
-	if cfg.PublicURL != "" {
-		u, err := url.Parse(cfg.PublicURL)
-		if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-			return nil, fmt.Errorf("edge: PUBLIC_URL %q must be an absolute http(s) URL", cfg.PublicURL)
-		}
 	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {

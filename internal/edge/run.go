@@ -43,8 +43,33 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Run runs an edge until ctx is cancelled, then drains it and returns.
+// allInOne reports whether Run embeds the NATS server and the workers.
+func (o Options) allInOne() bool { return o.NATS.URL == "" && o.NATS.InProcess == nil }
+
+// Validate reports a setting Run would refuse, without starting anything:
+// the edge's, and all-in-one the embedded server's address and the
+// workers'.
+func (o Options) Validate() error {
+	if err := o.Edge.Validate(); err != nil {
+		return err
+	}
+	if !o.allInOne() {
+		return nil
+	}
+	if o.NATSListen != "" {
+		if _, _, err := net.SplitHostPort(o.NATSListen); err != nil {
+			return fmt.Errorf("edge: nats listen address %q: %w", o.NATSListen, err)
+		}
+	}
+	return o.Worker.Validate()
+}
+
+// Run runs an edge until ctx is cancelled, then drains it and returns. It
+// checks the options (Validate) before it starts anything.
 func Run(ctx context.Context, o Options) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -56,7 +81,7 @@ func Run(ctx context.Context, o Options) error {
 	o.Edge.Registerer, o.Edge.Gatherer, o.Edge.Logger = reg, reg, log
 
 	var ns *server.Server
-	allInOne := o.NATS.URL == "" && o.NATS.InProcess == nil
+	allInOne := o.allInOne()
 	if allInOne {
 		storeDir, release, err := lockStoreDir(o.NATSStoreDir, log)
 		if err != nil {

@@ -32,8 +32,17 @@ type RunOptions struct {
 	Logger *slog.Logger
 }
 
-// Run runs a worker process until ctx is cancelled, then drains it.
+// Validate reports a setting Run would refuse, without starting anything.
+func (o RunOptions) Validate() error {
+	return o.Worker.Validate()
+}
+
+// Run runs a worker process until ctx is cancelled, then drains it. It
+// checks the options (Validate) before it starts anything.
 func Run(ctx context.Context, o RunOptions) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

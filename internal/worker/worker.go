@@ -91,6 +91,15 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
+// Validate reports a setting New would refuse, without starting anything.
+func (c Config) Validate() error {
+	c.setDefaults()
+	if min := c.MarkEvery + c.Chunk; c.Lead < min || c.Lead > MaxLead {
+		return fmt.Errorf("worker: lead %v: want %v to %v", c.Lead, min, MaxLead)
+	}
+	return nil
+}
+
 func (c *Config) setDefaults() {
 	if c.AudioDir == "" {
 		c.AudioDir = "./audio"
@@ -175,10 +184,10 @@ const flushTimeout = 2 * time.Second
 // New returns a worker using nc. It fails if the audio directory cannot be
 // opened.
 func New(nc *nats.Conn, cfg Config) (*Worker, error) {
-	cfg.setDefaults()
-	if min := cfg.MarkEvery + cfg.Chunk; cfg.Lead < min || cfg.Lead > MaxLead {
-		return nil, fmt.Errorf("worker: lead %v: want %v to %v", cfg.Lead, min, MaxLead)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
+	cfg.setDefaults()
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("worker: metrics: %w", err)
