@@ -413,8 +413,8 @@ func TestSlowPeerIsClosed(t *testing.T) {
 		}
 	}
 	evs := events.events(t, 1)
-	if evs[0].Event != bus.EventStop || evs[0].Stop.Reason != bus.StopReasonError {
-		t.Fatalf("event %+v, want stop with reason error", evs[0])
+	if evs[0].Event != bus.EventStop || evs[0].Stop.Reason != bus.StopReasonSlowPeer {
+		t.Fatalf("event %+v, want stop with reason slow_peer", evs[0])
 	}
 }
 

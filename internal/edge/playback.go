@@ -435,6 +435,9 @@ func (c *controller) render(it *item, req *bus.RenderRequest) *bus.Error {
 			req.Attempt = it.attempt
 			c.mu.Unlock()
 		}
+		if !c.awaitBus() {
+			return nil // the call ended
+		}
 		deadline := time.Now().Add(c.ss.srv.cfg.RenderTimeout)
 		req.Expires = deadline.UnixMilli()
 		data, err := json.Marshal(req)
@@ -476,6 +479,20 @@ func (c *controller) render(it *item, req *bus.RenderRequest) *bus.Error {
 		last = reply.Error
 	}
 	return last
+}
+
+// awaitBus waits while the edge is off NATS: a render request sent then
+// would only sit in the client's buffer, and its timeout say nothing about
+// the workers. It returns false if the call ends first.
+func (c *controller) awaitBus() bool {
+	for !c.ss.srv.nc.IsConnected() {
+		select {
+		case <-c.quit:
+			return false
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return true
 }
 
 // renderFailed ends it with playback.failed and moves the queue on.
@@ -520,6 +537,15 @@ func (c *controller) checkWorker() {
 	c.mu.Lock()
 	it := c.sending
 	if it == nil || c.closed || it.edgePlayed() {
+		c.mu.Unlock()
+		return
+	}
+	if !c.ss.srv.nc.IsConnected() {
+		// The edge cannot hear any worker while it is off the bus: the
+		// silence is NATS's, not the worker's. After the reconnect the
+		// attempt resumes (see admit), or the watchdog moves it.
+		it.lastActivity = time.Now()
+		c.watchdog.Reset(c.silenceLimit(it))
 		c.mu.Unlock()
 		return
 	}

@@ -24,7 +24,6 @@ import (
 var (
 	errShutdown     = errors.New("edge: shutting down")
 	errSlowPeer     = errors.New("edge: slow peer")
-	errBusDropped   = errors.New("edge: bus dropped messages for this stream")
 	errStartTimeout = errors.New("edge: no start received in time")
 	errDuplicate    = errors.New("edge: stream already held by another socket")
 )
@@ -52,6 +51,7 @@ type session struct {
 	gotAudio  atomic.Bool
 	lag       *lagMeter
 	call      *bus.Call // what callcast.calls lists, from start; guarded by srv.mu (calls.go)
+	dropped   int       // messages the StreamOut subscription dropped so far (relay only)
 }
 
 // mediaPrefix starts every media message Twilio sends.
@@ -303,10 +303,15 @@ func (ss *session) relay(msg *nats.Msg) {
 	if msg.Header.Get(bus.HeaderPing) != "" {
 		return // a worker checking that the stream is still here
 	}
-	if n, _ := msg.Sub.Dropped(); n > 0 {
-		m.errors.WithLabelValues("bus_dropped").Inc()
-		ss.abort(errBusDropped)
-		return
+	// The stream's bus buffer is sized to the lead (pendingLimit): a burst
+	// past it, or one message larger than it, is dropped by the client.
+	// The call goes on: a playback's worker frames carry their offsets, so
+	// a hole is accounted for (see controller.admit), and a lost last mark
+	// is recovered by the silent-worker watchdog.
+	if n, _ := msg.Sub.Dropped(); n > ss.dropped {
+		m.errors.WithLabelValues("bus_dropped").Add(float64(n - ss.dropped))
+		ss.log.Warn("the stream's bus buffer overflowed; messages dropped", "dropped", n-ss.dropped, "limit_bytes", pendingLimit(ss.srv.cfg.Lead))
+		ss.dropped = n
 	}
 	out, err := bus.DecodeOut(msg.Data)
 	if err != nil {
