@@ -131,6 +131,26 @@ func TestChunking(t *testing.T) {
 
 func abs(x int64) int64 { return max(x, -x) }
 
+// TestLostFrames: frames Twilio never sent leave a jump in the
+// timestamps; events keep the stream time of the frames they came with.
+func TestLostFrames(t *testing.T) {
+	b := burst(6, 6000, 2000, 3500, -46, -26)
+	d := New(Config{})
+	var evs []Event
+	for i := 0; i+FrameSize <= len(b); i += FrameSize {
+		ts := int64(i / 8)
+		if ts >= 1000 && ts < 1200 {
+			continue // lost: 200 ms before the speech
+		}
+		for ev, ok := d.Process(b[i:i+FrameSize], ts); ok; ev, ok = d.Next() {
+			evs = append(evs, ev)
+		}
+	}
+	if len(evs) != 2 || abs(evs[0].AtMs-2000) > 20 || abs(evs[1].AtMs-3500) > 20 {
+		t.Fatalf("events %+v, want a start at 2000 and a stop at 3500", evs)
+	}
+}
+
 func TestReset(t *testing.T) {
 	b := burst(4, 4000, 1000, 2500, -50, -20)
 	d := New(Config{StartMs: 100, HangoverMs: 300})
