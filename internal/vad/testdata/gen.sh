@@ -25,7 +25,7 @@ say() { # voice speed pitch text
 	i=$((i + 1))
 	name=$(printf '%02d-%s' "$i" "$(echo "$1" | tr '+' '-')")
 	espeak-ng -v "$1" -s "$2" -p "$3" -w "$t/s.wav" "$4"
-	sox "$t/s.wav" -r 8000 -e mu-law -t raw "speech/$name.ulaw" \
+	sox -R "$t/s.wav" -r 8000 -e mu-law -t raw "speech/$name.ulaw" \
 		silence 1 0.005 0.1% reverse silence 1 0.005 0.1% reverse
 	printf '%s\t%s\t%s\t%s\t%s\n' "$name.ulaw" "$1" "$2" "$3" "$4" >>speech/index.txt
 }
@@ -56,38 +56,38 @@ say en-us+f1 190 80 "Please call me back tomorrow morning."
 
 # Noise: 30 s of each colour.
 for c in white pink brown; do
-	sox -r 8000 -n -e mu-law -t raw "noise/$c.ulaw" synth 30 "${c}noise" vol 0.1
+	sox -R -r 8000 -n -e mu-law -t raw "noise/$c.ulaw" synth 30 "${c}noise" vol 0.1
 done
 # Mains hum: the fundamental and its first harmonics, as a buzz.
-sox -r 8000 -c 4 -n -e mu-law -t raw noise/hum50.ulaw synth 10 sine 50 sine 100 sine 150 sine 250 remix - vol 0.2
-sox -r 8000 -c 4 -n -e mu-law -t raw noise/hum60.ulaw synth 10 sine 60 sine 120 sine 180 sine 300 remix - vol 0.2
+sox -R -R -r 8000 -c 4 -n -e mu-law -t raw noise/hum50.ulaw synth 10 sine 50 sine 100 sine 150 sine 250 remix - vol 0.2
+sox -R -R -r 8000 -c 4 -n -e mu-law -t raw noise/hum60.ulaw synth 10 sine 60 sine 120 sine 180 sine 300 remix - vol 0.2
 
 # Hold music (made at 44.1 kHz: sox plucks only there), 120 bpm, C Am F G, 4 s each.
 chord() { # seconds notes... (a pad of triangle waves)
 	d=$1
 	shift
-	sox -r 44100 -c $# -n "$t/pad-$1.wav" synth "$d" $(for n in "$@"; do printf 'triangle %s ' "$n"; done) \
+	sox -R -r 44100 -c $# -n "$t/pad-$1.wav" synth "$d" $(for n in "$@"; do printf 'triangle %s ' "$n"; done) \
 		remix - fade t 0.3 "$d" 0.5 vol 0.5
 }
 chord 4 C4 E4 G4
 chord 4 A3 C4 E4
 chord 4 F3 A3 C4
 chord 4 G3 B3 D4
-sox "$t/pad-C4.wav" "$t/pad-A3.wav" "$t/pad-F3.wav" "$t/pad-G3.wav" "$t/pad.wav" chorus 0.6 0.9 50 0.4 0.25 2 -t
+sox -R -R "$t/pad-C4.wav" "$t/pad-A3.wav" "$t/pad-F3.wav" "$t/pad-G3.wav" "$t/pad.wav" chorus 0.6 0.9 50 0.4 0.25 2 -t
 arp() { # four notes, repeated for a bar of 2 s twice
 	for _ in 1 2 3 4; do
 		for n in "$@"; do printf 'synth 0.25 pluck %s : ' "$n"; done
 	done
 }
 # shellcheck disable=SC2046
-sox -r 44100 -n "$t/arp.wav" $(arp C5 E5 G5 E5) $(arp A4 C5 E5 C5) $(arp F4 A4 C5 A4) $(arp G4 B4 D5 B4) synth 0.001 sine 0 vol 0
-sox -r 44100 -n "$t/bass.wav" \
+sox -R -R -r 44100 -n "$t/arp.wav" $(arp C5 E5 G5 E5) $(arp A4 C5 E5 C5) $(arp F4 A4 C5 A4) $(arp G4 B4 D5 B4) synth 0.001 sine 0 vol 0
+sox -R -R -r 44100 -n "$t/bass.wav" \
 	synth 1 sine C3 : synth 1 sine C3 : synth 1 sine C3 : synth 1 sine C3 : \
 	synth 1 sine A2 : synth 1 sine A2 : synth 1 sine A2 : synth 1 sine A2 : \
 	synth 1 sine F2 : synth 1 sine F2 : synth 1 sine F2 : synth 1 sine F2 : \
 	synth 1 sine G2 : synth 1 sine G2 : synth 1 sine G2 : synth 1 sine G2 fade t 0.02 1 0.3
-sox -m -v 0.3 "$t/pad.wav" -v 0.2 "$t/arp.wav" -v 0.25 "$t/bass.wav" "$t/hold.wav" gain -6 reverb 40 trim 0 16 gain -n -3
-sox "$t/hold.wav" -r 8000 -e mu-law -t raw music/hold.ulaw
+sox -R -R -m -v 0.3 "$t/pad.wav" -v 0.2 "$t/arp.wav" -v 0.25 "$t/bass.wav" "$t/hold.wav" gain -6 reverb 40 trim 0 16 gain -n -3
+sox -R -R "$t/hold.wav" -r 8000 -e mu-law -t raw music/hold.ulaw
 
 # Strings: a slow melody with tremolo, a pad under it.
 mel=""
@@ -99,6 +99,6 @@ for n in E5 D5 C5 D5 E5 E5 E5 - D5 D5 D5 - E5 G5 G5 -; do
 	fi
 done
 # shellcheck disable=SC2086
-sox -r 44100 -n "$t/mel.wav" $mel synth 0.001 sine 0 vol 0
-sox -m -v 0.4 "$t/mel.wav" -v 0.4 "$t/pad.wav" "$t/strings.wav" gain -6 reverb 60 trim 0 16 gain -n -3
-sox "$t/strings.wav" -r 8000 -e mu-law -t raw music/strings.ulaw
+sox -R -R -r 44100 -n "$t/mel.wav" $mel synth 0.001 sine 0 vol 0
+sox -R -R -m -v 0.4 "$t/mel.wav" -v 0.4 "$t/pad.wav" "$t/strings.wav" gain -6 reverb 60 trim 0 16 gain -n -3
+sox -R -R "$t/strings.wav" -r 8000 -e mu-law -t raw music/strings.ulaw
