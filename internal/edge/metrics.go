@@ -19,6 +19,7 @@ type metrics struct {
 	relayedMedia, relayedMark prometheus.Counter     // relayed's children, for the pacer
 	streamChunks              *prometheus.CounterVec // streamed playbacks' chunks out of the ordinary, by kind
 	workerStops               prometheus.Counter
+	paused                    prometheus.Counter
 }
 
 // countChunks adds a streamed playback's chunk counts.
@@ -74,10 +75,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "callcast_edge_worker_stops_total", Help: "Superseded worker attempts told to stop (a playback paused for producer audio, or moved to another worker).",
 		}),
 		caller: newCallerMetrics(),
+		paused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "callcast_edge_playbacks_paused_total", Help: "Playbacks paused for a producer's own media on .out, to resume after it.",
+		}),
 	}
 	m.relayedMedia = m.relayed.WithLabelValues("media")
 	m.relayedMark = m.relayed.WithLabelValues("mark")
-	for _, c := range append([]prometheus.Collector{m.sockets, m.streams, m.relayed, m.relayedBytes, m.events, m.errors, m.firstAudio, m.queued, m.sendQueue, m.streamChunks, m.workerStops}, m.caller.collectors()...) {
+	for _, c := range append([]prometheus.Collector{m.sockets, m.streams, m.relayed, m.relayedBytes, m.events, m.errors, m.firstAudio, m.queued, m.sendQueue, m.streamChunks, m.workerStops, m.paused}, m.caller.collectors()...) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

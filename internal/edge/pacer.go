@@ -23,6 +23,12 @@ import (
 // pacerChunk is the audio of one media message the pacer sends.
 const pacerChunk = 200 * audio.SampleRate / 1000
 
+// markGrace is how long mark echoes may lag real time before the pacer
+// goes by the wall clock instead, as workers do (worker.Config.MarkGrace):
+// a peer that plays slower than real time is then sent audio at real time
+// and found out (see lagMeter), not waited for.
+const markGrace = 500 * time.Millisecond
+
 // paceLoop runs the controller's pacer until the call ends.
 func (c *controller) paceLoop() {
 	defer c.wg.Done()
@@ -108,6 +114,25 @@ func (c *controller) stepLocked(st *step, now time.Time) bool {
 	s.mu.Lock()
 	st.stats, s.stats = s.stats, chunkStats{}
 	avail, done := s.out.len(), s.decoded
+	if len(s.marks) > 0 && s.marks[0].off <= it.sent {
+		// A producer's mark, after the audio published before it.
+		name := s.marks[0].name
+		s.marks = s.marks[1:]
+		s.mu.Unlock()
+		bp := bufPool.Get().(*[]byte)
+		*bp = twilio.AppendMark((*bp)[:0], c.ss.sid, name)
+		st.add(bp)
+		return true
+	}
+	if s.implicit && !done {
+		// Producer media on .out is over once it has been quiet a while:
+		// then the rest goes, a part of a frame included.
+		if quiet := now.Sub(s.lastIn); quiet >= outQuiet {
+			done = true
+		} else if avail < audio.FrameSize {
+			c.tick.Reset(outQuiet - quiet)
+		}
+	}
 	if s.fail != nil || avail == 0 && done {
 		fail, decErr := s.fail, s.decErr
 		s.mu.Unlock()
@@ -124,13 +149,31 @@ func (c *controller) stepLocked(st *step, now time.Time) bool {
 		return true
 	}
 	buffered := c.bufferedLocked(it)
-	lead := bus.BytesOf(c.ss.srv.cfg.Lead)
+	if c.wallFor != it {
+		c.wallFor, c.wallLevel, c.wallAt = it, buffered, now
+	}
+	c.wallLevel = max(0, c.wallLevel-bus.BytesOf(now.Sub(c.wallAt)))
+	c.wallAt = now
+	grace, lead := bus.BytesOf(markGrace), bus.BytesOf(c.ss.srv.cfg.Lead)
+	byWall := int64(0) // emptied by the wall clock: room whatever the marks say
+	if c.wallLevel > 0 {
+		byWall = c.wallLevel + grace
+	}
+	buffered = min(buffered, byWall)
 	if buffered >= lead {
 		s.mu.Unlock()
+		// By the wall clock, room comes in this long, unless an echo
+		// comes first.
+		target := max(0, lead-grace-1)
+		c.tick.Reset(time.Duration(c.wallLevel-target)*time.Millisecond/(audio.SampleRate/1000) + time.Millisecond)
 		return false
 	}
 	n := min(avail, pacerChunk)
-	if n < pacerChunk && !done {
+	cut := false // at a producer's mark
+	if len(s.marks) > 0 && s.marks[0].off-it.sent < int64(n) {
+		n, cut = int(s.marks[0].off-it.sent), true
+	}
+	if n < pacerChunk && !done && !cut {
 		// Less than a message: send it only while Twilio runs low.
 		if buffered >= pacerChunk {
 			s.mu.Unlock()
@@ -157,6 +200,7 @@ func (c *controller) stepLocked(st *step, now time.Time) bool {
 		st.evs = append(st.evs, c.event(bus.EventPlaybackStarted, it, ""))
 	}
 	it.sent += int64(n)
+	c.wallLevel += int64(n)
 	it.marked = it.sent
 	mp := bufPool.Get().(*[]byte)
 	*mp = appendPlaybackMark((*mp)[:0], c.ss.sid, it.id, it.sent, false)
@@ -169,6 +213,9 @@ func (c *controller) stepLocked(st *step, now time.Time) bool {
 // at once.
 func (c *controller) endLocked(it *item, st *step) {
 	c.sending = nil
+	if c.implicit == it {
+		c.implicit = nil
+	}
 	st.closeSrc = it.src
 	if it.sent == 0 {
 		kind := bus.EventPlaybackFinished
@@ -221,11 +268,14 @@ func (c *controller) failQueuedLocked(st *step) {
 }
 
 // bufferedLocked is the audio at Twilio not yet heard, by its marks, up to
-// and including it's.
+// and including it's: the draining playbacks', a paused one's, its own.
 func (c *controller) bufferedLocked(it *item) int64 {
 	b := it.sent - it.heard
 	for _, d := range c.draining {
 		b += max(0, d.end-d.heard)
+	}
+	for _, q := range c.queue {
+		b += max(0, q.sent-q.heard)
 	}
 	return b
 }

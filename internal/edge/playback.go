@@ -80,13 +80,23 @@ type controller struct {
 	wg       sync.WaitGroup // dispatches, the pacer, stream decoders
 	quit     chan struct{}
 	kick     chan struct{} // pokes the pacer
-	watchdog *time.Timer   // fires checkWorker when the sending playback's worker goes quiet
+	tick     *time.Timer   // pokes the pacer when .out has been quiet long enough
+	implicit *item         // producer media on .out being sent, until its last mark
+
+	// The pacer's wall-clock estimate of Twilio's buffer while it sends
+	// wallFor: wallLevel bytes at wallAt, draining in real time.
+	wallFor   *item
+	wallLevel int64
+	wallAt    time.Time
+	watchdog  *time.Timer // fires checkWorker when the sending playback's worker goes quiet
 }
 
 func newController(ss *session) *controller {
 	c := &controller{ss: ss, quit: make(chan struct{}), kick: make(chan struct{}, 1)}
 	c.watchdog = time.AfterFunc(time.Hour, c.checkWorker)
 	c.watchdog.Stop()
+	c.tick = time.AfterFunc(time.Hour, c.wake)
+	c.tick.Stop()
 	c.wg.Add(1)
 	go c.paceLoop()
 	return c
@@ -99,6 +109,7 @@ func (c *controller) close(reason string) {
 	evs := c.interruptLocked(reason)
 	c.closed = true
 	c.watchdog.Stop()
+	c.tick.Stop()
 	c.mu.Unlock()
 	close(c.quit)
 	c.publish(evs)
@@ -149,7 +160,9 @@ func (c *controller) onEnqueue(msg *nats.Msg) {
 		return
 	}
 	var evs []bus.Event
+	var marks []string
 	if req.Mode == bus.ModeInterrupt {
+		marks = c.outMarksLocked()
 		evs = c.interruptLocked("interrupt")
 	}
 	if it.src != nil && it.src.decodes() {
@@ -166,6 +179,7 @@ func (c *controller) onEnqueue(msg *nats.Msg) {
 
 	if req.Mode == bus.ModeInterrupt {
 		c.ss.sendClear()
+		c.sendMarks(marks)
 	}
 	c.publish(evs)
 	c.respond(msg, reply)
@@ -200,9 +214,12 @@ func (c *controller) openStream(it *item) (*streamSource, *bus.Error) {
 // The caller holds sendMu, so that the clear goes out before anything else.
 func (c *controller) onClear() {
 	c.mu.Lock()
+	marks := c.outMarksLocked()
 	evs := c.interruptLocked("clear")
 	c.mu.Unlock()
 	c.publish(evs)
+	c.ss.sendClear()
+	c.sendMarks(marks)
 }
 
 // admit decides whether a frame of a worker's playback (header value hdr)
@@ -319,6 +336,11 @@ func (c *controller) onEcho(name string) {
 	if it := c.sending; it != nil && it.id == id && off > it.heard {
 		it.heard, it.heardAt = off, now
 	}
+	for _, it := range c.queue { // a paused playback's audio before the pause
+		if it.id == id && off > it.heard && off <= it.sent {
+			it.heard, it.heardAt = off, now
+		}
+	}
 	c.mu.Unlock()
 	c.publish(evs)
 	c.wake()
@@ -383,7 +405,7 @@ func (c *controller) interruptLocked(reason string) []bus.Event {
 		}
 	}
 	c.ss.srv.metrics.queued.Sub(float64(len(c.queue)))
-	c.queue, c.sending, c.draining = nil, nil, nil
+	c.queue, c.sending, c.draining, c.implicit = nil, nil, nil, nil
 	return evs
 }
 

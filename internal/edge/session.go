@@ -327,8 +327,20 @@ func (ss *session) relay(msg *nats.Msg) {
 		if !ss.ctl.admit(hdr, out, msg) {
 			return // a frame of a playback that was stopped or moved
 		}
-	} else if out.Event == twilio.EventClear {
-		ss.ctl.onClear()
+	} else {
+		switch out.Event {
+		case twilio.EventClear:
+			ss.ctl.onClear()
+			return
+		case twilio.EventMedia:
+			// A producer's own audio: a playback on the timeline (outaudio.go).
+			ss.ctl.onOutMedia(out.Media.Payload)
+			return
+		case twilio.EventMark:
+			if ss.ctl.onOutMark(out.Mark.Name) {
+				return // it goes out after the producer's audio before it
+			}
+		}
 	}
 	bp := bufPool.Get().(*[]byte)
 	b := (*bp)[:0]

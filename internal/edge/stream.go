@@ -85,6 +85,13 @@ type streamSource struct {
 	stats   chunkStats
 	timer   *time.Timer // idle timeout
 	sub     *nats.Subscription
+
+	// Producer media on .out (outaudio.go).
+	implicit bool
+	in       int64     // bytes taken in
+	lastIn   time.Time // when media last came
+	marks    []outMark // the producer's marks waiting for their audio
+	scratch  []byte
 }
 
 type heldChunk struct {
