@@ -25,7 +25,8 @@ type cluster struct {
 	nc      *nats.Conn
 }
 
-func startCluster(t *testing.T, edges, workers int, wcfg worker.Config) *cluster {
+// opts adjust the edges' configuration.
+func startCluster(t *testing.T, edges, workers int, wcfg worker.Config, opts ...func(*edge.Config)) *cluster {
 	t.Helper()
 	ns := calltest.NATS(t, bus.ServerOptions{})
 	connect := func(name string) *nats.Conn {
@@ -58,7 +59,11 @@ func startCluster(t *testing.T, edges, workers int, wcfg worker.Config) *cluster
 	}
 	for i := range edges {
 		id := fmt.Sprintf("edge-%d", i)
-		srv, err := edge.New(connect(id), edge.Config{ID: id})
+		ecfg := edge.Config{ID: id}
+		for _, o := range opts {
+			o(&ecfg)
+		}
+		srv, err := edge.New(connect(id), ecfg)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"bytes"
+	"context"
+	"encoding/base64"
 	"encoding/binary"
 	"io"
 	"math"
@@ -12,9 +14,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/callcast/callcast/internal/audio"
 	"github.com/callcast/callcast/internal/bus"
+	"github.com/callcast/callcast/internal/edge"
+	"github.com/callcast/callcast/internal/worker"
 )
 
 // Streamed playbacks: a producer publishes its own audio, in its own
@@ -200,5 +206,160 @@ func TestStreamedPlaybackSoundsLikeTheFile(t *testing.T) {
 			}
 			checkHeard(t, got, c.ref)
 		})
+	}
+}
+
+// streamSystem runs the product for producers with the edge's stream idle
+// timeout at idle, and the worker's metrics in reg.
+func streamSystem(t *testing.T, idle time.Duration, reg *prometheus.Registry) *system {
+	t.Helper()
+	wcfg := worker.Config{AudioDir: "testdata/audio", DefaultAudio: worker.NoDefaultAudio}
+	if reg != nil {
+		wcfg.Registerer = reg
+	}
+	c := startCluster(t, 1, 1, wcfg, func(c *edge.Config) { c.StreamIdleTimeout = idle })
+	return &system{wsURL: c.edges[0], nc: c.nc, worker: c.workers[0]}
+}
+
+// mulawTone is d of a μ-law sine at hz: audio that no speech frame equals.
+func mulawTone(hz float64, d time.Duration) []byte {
+	out := make([]byte, int(d/time.Millisecond)*8)
+	for i := range out {
+		out[i] = audio.EncodeMulaw(int16(9000 * math.Sin(2*math.Pi*hz*float64(i)/8000)))
+	}
+	return out
+}
+
+// interleaving checks that got is a and b interleaved, each whole, in
+// order and once, cut only at 20 ms frames; it returns how often the
+// source changed.
+func interleaving(t *testing.T, got, a, b []byte) int {
+	t.Helper()
+	i, j, switches, from := 0, 0, 0, 0
+	for k := 0; k < len(got); {
+		n := min(audio.FrameSize, len(got)-k)
+		src := 0
+		switch {
+		case i+n <= len(a) && bytes.Equal(got[k:k+n], a[i:i+n]):
+			i, src = i+n, 1
+		case j+n <= len(b) && bytes.Equal(got[k:k+n], b[j:j+n]):
+			j, src = j+n, 2
+		default:
+			t.Fatalf("heard byte %d (%d ms) is neither the playback's byte %d nor the producer's %d: a gap, a repeat or a loss", k, k/8, i, j)
+		}
+		if src != from {
+			switches++
+			from = src
+		}
+		k += n
+	}
+	if i != len(a) || j != len(b) {
+		t.Fatalf("heard %d of %d bytes of the playback and %d of %d of the producer's", i, len(a), j, len(b))
+	}
+	return switches
+}
+
+// metricValue sums the samples of a metric in reg whose labels include
+// the given ones.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) (sum float64, hist *dto.Histogram) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for k, v := range labels {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == k && lp.GetValue() == v {
+						found = true
+					}
+				}
+				if !found {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				sum += m.Counter.GetValue()
+			case m.Gauge != nil:
+				sum += m.Gauge.GetValue()
+			case m.Histogram != nil:
+				hist = m.Histogram
+				sum += float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	return sum, hist
+}
+
+// TestOutMediaPausesThePlayback: 20 s of a producer's own μ-law on .out,
+// in real time, in the middle of a file's playback. The playback pauses
+// while the producer's audio plays and resumes after it from the byte it
+// reached: the caller hears all of both, nothing twice, no failure; the
+// worker's superseded attempt is told to stop and stops within 100 ms.
+func TestOutMediaPausesThePlayback(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	s := streamSystem(t, 0, reg)
+	sid, ev, call := liveCall(t, s, 1)
+	speech, err := os.ReadFile("testdata/audio/speech.mp3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := filePath(t, speech)
+	a := mustPlay(t, s.nc, bus.PlayRequest{StreamSid: sid, Audio: "speech.mp3"})
+	ev.playback(t, bus.EventPlaybackStarted, a.PlaybackID, 5*time.Second)
+	waitFor(t, "a second of the playback to be heard", 5*time.Second, func() bool { return len(call.Played()) >= 8000 })
+
+	tone := mulawTone(600, 20*time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	for off := 0; off < len(tone); off += audio.FrameSize {
+		msg := `{"event":"media","media":{"payload":"` + base64.StdEncoding.EncodeToString(tone[off:off+audio.FrameSize]) + `"}}`
+		if err := s.nc.Publish(bus.StreamOut(sid), []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		<-tick.C
+	}
+	tick.Stop()
+	if err := s.nc.Publish(bus.StreamOut(sid), []byte(`{"event":"mark","mark":{"name":"producer-done"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	fin := ev.playback(t, bus.EventPlaybackFinished, a.PlaybackID, 15*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := call.WaitMark(ctx, "producer-done"); err != nil {
+		t.Errorf("the producer's mark: %v", err)
+	}
+	for _, k := range ev.kinds() {
+		if k == bus.EventPlaybackFailed {
+			t.Errorf("a playback failed: %v", ev.kinds())
+		}
+	}
+	if fin.Playback.HeardMs != bus.MsOf(int64(len(ref))) {
+		t.Errorf("finished %+v, want all %d ms heard", fin.Playback, bus.MsOf(int64(len(ref))))
+	}
+	switches := interleaving(t, call.Received(), ref, tone)
+	st := call.Stats()
+	t.Logf("heard the playback and the producer's audio in %d runs; underruns %d (%s), max buffered %s", switches, st.Underruns, st.UnderrunTime, st.MaxBuffered)
+	if st.MaxBuffered > leadBound {
+		t.Errorf("Twilio's buffer held %s, more than the lead and one chunk (%s)", st.MaxBuffered, leadBound)
+	}
+	if st.UnderrunTime > 400*time.Millisecond && !raceEnabled {
+		t.Errorf("gaps of %s beside the producer's own audio", st.UnderrunTime)
+	}
+	superseded, _ := metricValue(t, reg, "callcast_worker_playbacks_total", map[string]string{"outcome": "superseded"})
+	n, h := metricValue(t, reg, "callcast_worker_stop_seconds", nil)
+	if superseded < 1 || n != superseded {
+		t.Fatalf("%v attempts superseded, %v stop delays measured: want the paused attempt told to stop", superseded, n)
+	}
+	for _, b := range h.GetBucket() {
+		if b.GetUpperBound() == 0.1 && float64(b.GetCumulativeCount()) != n {
+			t.Errorf("%d of %v superseded attempts stopped within 100 ms of being told", b.GetCumulativeCount(), n)
+		}
 	}
 }
