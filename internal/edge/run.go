@@ -28,8 +28,9 @@ type Options struct {
 	NATS       bus.ConnOptions
 	NATSListen string
 	// NATSStoreDir is the embedded server's JetStream directory. Default:
-	// callcast-nats under os.TempDir(). If another process holds it, a
-	// private temporary directory is used instead, and removed at exit.
+	// DefaultStoreDir(), which persists across reboots. If another process
+	// holds it, Run fails with an error wrapping ErrStoreLocked that names
+	// that process.
 	NATSStoreDir string
 	Worker       worker.Config
 	// Edge configures the edge itself.
@@ -83,7 +84,14 @@ func Run(ctx context.Context, o Options) error {
 	var ns *server.Server
 	allInOne := o.allInOne()
 	if allInOne {
-		storeDir, release, err := lockStoreDir(o.NATSStoreDir, log)
+		storeDir := o.NATSStoreDir
+		if storeDir == "" {
+			var err error
+			if storeDir, err = DefaultStoreDir(); err != nil {
+				return err
+			}
+		}
+		release, err := lockStoreDir(storeDir)
 		if err != nil {
 			return err
 		}

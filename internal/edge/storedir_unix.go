@@ -9,9 +9,10 @@ import (
 	"syscall"
 )
 
-// lockDir takes an exclusive lock on dir, held until unlock or exit.
-func lockDir(dir string) (unlock func(), err error) {
-	f, err := os.OpenFile(filepath.Join(dir, "callcast.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+// lockDir takes an exclusive lock on dir, held until the returned file is
+// closed or the process exits.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -22,5 +23,5 @@ func lockDir(dir string) (unlock func(), err error) {
 		}
 		return nil, err
 	}
-	return func() { f.Close() }, nil
+	return f, nil
 }
