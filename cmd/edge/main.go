@@ -20,6 +20,7 @@ import (
 
 	"github.com/callcast/callcast/internal/cli"
 	"github.com/callcast/callcast/internal/edge"
+	"github.com/callcast/callcast/internal/library"
 )
 
 func main() {
@@ -51,7 +52,7 @@ func serve(f *cli.Flags, stderr io.Writer) cli.RunFunc {
 	f.String(&o.Addr, "addr", "EDGE_ADDR", ":8080", "HTTP listen address")
 	f.String(&o.NATS.URL, "nats", "NATS_URL", "", "NATS URL(s), comma-separated; empty runs all-in-one with an embedded NATS server and workers")
 	f.String(&o.NATSListen, "nats-listen", "NATS_LISTEN", "127.0.0.1:4222", "all-in-one: the embedded NATS server's client address")
-	f.String(&o.NATSStoreDir, "nats-store-dir", "NATS_STORE_DIR", "", "all-in-one: the embedded NATS server's JetStream directory (audio library, transcode cache); empty: callcast-nats in the system's temporary directory")
+	f.String(&o.NATSStoreDir, "nats-store-dir", "NATS_STORE_DIR", "", "all-in-one: the embedded NATS server's JetStream directory (audio library, transcode cache); empty: callcast in the user's data directory ($XDG_DATA_HOME or ~/.local/share)")
 	f.NATSCredentials(&o.NATS.Creds, &o.NATS.User, &o.NATS.Password, &o.NATS.Token)
 	f.String(&o.Edge.PublicURL, "public-url", "PUBLIC_URL", "", "public base URL Twilio reaches this edge at, e.g. https://voice.example.com; empty: the request's host, wss:// unless loopback")
 	f.Bool(&o.Edge.TrustProxy, "trust-proxy", "TRUST_PROXY", false, "honour X-Forwarded-Host/-Proto when PUBLIC_URL is empty")
@@ -68,6 +69,9 @@ func serve(f *cli.Flags, stderr io.Writer) cli.RunFunc {
 	f.Duration(&o.Edge.CallerAudioBatch, "caller-audio-batch", "CALLER_AUDIO_BATCH", 20*time.Millisecond, "caller audio per bus message, 20ms to 200ms")
 	f.Duration(&o.Edge.ListenLease, "listen-lease", "LISTEN_LEASE", 10*time.Second, "default lease on a call's audio granted on callcast.stream.<sid>.listen, 1s to 1m")
 	f.String(&o.Edge.VAD, "vad", "VAD", "on", "detect callers' speech: speech.started/stopped events and barge-in (on or off)")
+	f.Int64(&o.Worker.LibraryMaxBytes, "library-max-bytes", "LIBRARY_MAX_BYTES", library.DefaultLibraryMaxBytes, "all-in-one: bound of the audio library bucket, bytes; negative: none")
+	f.Int64(&o.Worker.CacheMaxBytes, "cache-max-bytes", "CACHE_MAX_BYTES", library.DefaultCacheMaxBytes, "all-in-one: bound of the shared transcode cache bucket, bytes; negative: none")
+	f.IntMin(&o.Worker.Replicas, "nats-replicas", "NATS_REPLICAS", library.AutoReplicas, 0, "all-in-one: replicas of the JetStream buckets; 0: 3 on a cluster of 3 or more servers, else 1")
 	f.DurationPositive(&o.DrainTimeout, "drain-timeout", "DRAIN_TIMEOUT", 30*time.Second, "on SIGTERM, how long calls in progress may run on")
 	svc.Define(f)
 	return func(ctx context.Context, args []string) error {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/callcast/callcast/internal/cli"
+	"github.com/callcast/callcast/internal/library"
 	"github.com/callcast/callcast/internal/worker"
 )
 
@@ -58,6 +59,9 @@ func serve(f *cli.Flags, stderr io.Writer) cli.RunFunc {
 	f.IntMin(&o.Worker.Concurrency, "concurrency", "WORKER_CONCURRENCY", 1000, 1, "simultaneous playbacks, at least 1")
 	f.DurationPositive(&o.Worker.Lead, "lead", "PLAYBACK_LEAD", 2*time.Second, "how far a playback may run ahead of what the caller has heard, 400ms to 1m")
 	f.Int64(&o.Worker.CacheBytes, "cache-bytes", "CACHE_BYTES", 256<<20, "memory cache of transcoded audio, bytes; negative: none")
+	f.Int64(&o.Worker.LibraryMaxBytes, "library-max-bytes", "LIBRARY_MAX_BYTES", library.DefaultLibraryMaxBytes, "bound of the audio library bucket, bytes; negative: none")
+	f.Int64(&o.Worker.CacheMaxBytes, "cache-max-bytes", "CACHE_MAX_BYTES", library.DefaultCacheMaxBytes, "bound of the shared transcode cache bucket, bytes; negative: none")
+	f.IntMin(&o.Worker.Replicas, "nats-replicas", "NATS_REPLICAS", library.AutoReplicas, 0, "replicas of the JetStream buckets; 0: 3 on a cluster of 3 or more servers, else 1")
 	f.String(&o.HTTPAddr, "http-addr", "WORKER_HTTP_ADDR", ":9090", "address serving /healthz, /readyz and /metrics")
 	f.DurationPositive(&o.DrainTimeout, "drain-timeout", "DRAIN_TIMEOUT", 30*time.Second, "on SIGTERM, how long playbacks in flight may run on")
 	svc.Define(f)

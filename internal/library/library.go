@@ -85,8 +85,16 @@ var (
 	ErrTooLarge = errors.New("library: audio too large")
 	// ErrNotAFile: the name is a directory or another non-regular file.
 	ErrNotAFile = errors.New("library: audio is not a regular file")
-	// ErrNoStore: Put without a JetStream Object Store.
+	// ErrNoStore: an operation of the Object Store without one (no
+	// Options.JS, or a server without JetStream).
 	ErrNoStore = errors.New("library: no object store")
+	// ErrUnavailable: the Object Store is configured but cannot be reached
+	// now (NATS or JetStream down, a timeout): whether a name exists is not
+	// known. Worth trying again.
+	ErrUnavailable = errors.New("library: object store unavailable")
+	// ErrLibraryFull: Put of a source that does not fit in what is left of
+	// Options.LibraryMaxBytes. Nothing was written.
+	ErrLibraryFull = errors.New("library: audio library full")
 )
 
 // Options configures a Library. The zero value serves nothing: set Dir, JS
@@ -106,6 +114,28 @@ type Options struct {
 	// MaxEntryBytes is the longest μ-law cached, in bytes; longer outputs
 	// are streamed and not cached. Default 32 MiB (about 70 minutes).
 	MaxEntryBytes int64
+	// Replicas is the number of replicas of both buckets: AutoReplicas (0,
+	// the default) is 3 when JetStream runs on a cluster of 3 or more
+	// servers, else 1. Buckets that exist with fewer are raised at bind
+	// (never lowered).
+	Replicas int
+	// LibraryMaxBytes bounds AudioBucket, in bytes as JetStream counts its
+	// stream (sources plus about 60 bytes per 128 KiB chunk and a few
+	// hundred per object). It is set as the stream's max_bytes, so that
+	// JetStream refuses any writer past it, and Put refuses, before
+	// writing, a source that would not fit (ErrLibraryFull). Default
+	// DefaultLibraryMaxBytes; negative: unbounded.
+	LibraryMaxBytes int64
+	// CacheMaxBytes bounds CacheBucket likewise. To store an entry past
+	// it, entries of older pipeline versions are evicted first, then the
+	// least recently used ones; an entry that still does not fit is not
+	// stored (playback never depends on it). Default DefaultCacheMaxBytes;
+	// negative: unbounded.
+	CacheMaxBytes int64
+	// TouchInterval is how often at most this Library records that it
+	// used a shared cache entry (see touch), which eviction goes by.
+	// Default 5 minutes.
+	TouchInterval time.Duration
 	// TempDir holds sources fetched from the Object Store while they are
 	// transcoded; the files are unlinked as soon as they are created.
 	// Default os.TempDir().
@@ -130,6 +160,15 @@ func (o *Options) setDefaults() {
 	if o.TempDir == "" {
 		o.TempDir = os.TempDir()
 	}
+	if o.LibraryMaxBytes == 0 {
+		o.LibraryMaxBytes = DefaultLibraryMaxBytes
+	}
+	if o.CacheMaxBytes == 0 {
+		o.CacheMaxBytes = DefaultCacheMaxBytes
+	}
+	if o.TouchInterval <= 0 {
+		o.TouchInterval = 5 * time.Minute
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -147,15 +186,23 @@ type Stats struct {
 	Transcodes    int64 // transcoders started (each decodes at least a header)
 	Stored        int64 // transcodes cached (memory, and shared when there is one)
 	SharedStored  int64 // entries written to the shared cache
+	// Shared cache entries this Library evicted to make room: of older
+	// pipeline versions, and least recently used.
+	SharedEvictionsOld int64
+	SharedEvictionsLRU int64
 }
 
 // Background work bounds.
 const (
-	maxFinishers   = 2                // playbacks stopped early being transcoded to the end
-	maxUploads     = 4                // entries being written to the shared cache
-	storeTimeout   = 30 * time.Second // one write to the shared cache
-	rebindInterval = 10 * time.Second // between attempts to reach the buckets
-	maxHashes      = 4096             // local files whose hash is remembered
+	maxFinishers = 2                // playbacks stopped early being transcoded to the end
+	maxUploads   = 4                // entries being written to the shared cache
+	maxTouches   = 2                // uses of shared cache entries being recorded
+	storeTimeout = 30 * time.Second // one write to the shared cache
+	// cacheWriteTimeout bounds Put's write to the shared cache, which it
+	// may skip: the upload has succeeded by then.
+	cacheWriteTimeout = 10 * time.Second
+	rebindInterval    = 10 * time.Second // between attempts to reach the buckets
+	maxHashes         = 4096             // local files whose hash is remembered
 )
 
 // Library opens audio by name. Create it with New, release it with Close;
@@ -169,10 +216,11 @@ type Library struct {
 	hashMu sync.Mutex
 	hashes map[string]fileHash // by cleaned name
 
-	stores   atomic.Pointer[stores] // nil until the buckets are bound
-	bindMu   sync.Mutex
-	nextBind time.Time
-	binding  bool
+	stores      atomic.Pointer[stores] // nil until the buckets are bound
+	noJetStream atomic.Bool            // the last bind found no JetStream on the server
+	bindMu      sync.Mutex
+	nextBind    time.Time
+	binding     bool
 
 	// ctx is the Library's lifetime, for its background work; cancelled by
 	// Close, which then waits for bg.
@@ -184,6 +232,11 @@ type Library struct {
 	finishers chan struct{}
 	uploads   chan struct{}
 	pending   atomic.Int64 // bytes of transcodes being copied for the cache
+	touchers  chan struct{}
+	touched   touches
+	evictMu   sync.Mutex // one eviction at a time
+
+	sharedEvictions [2]atomic.Int64 // by evictOld, evictLRU
 
 	fillMu sync.Mutex
 	fills  map[string]*fill // transcodes in progress, by cache key
@@ -208,6 +261,7 @@ func New(ctx context.Context, o Options) (*Library, error) {
 		fills:     make(map[string]*fill),
 		finishers: make(chan struct{}, maxFinishers),
 		uploads:   make(chan struct{}, maxUploads),
+		touchers:  make(chan struct{}, maxTouches),
 	}
 	if o.Dir != "" {
 		d, err := openLocalDir(o.Dir, o.MaxFileSize)
@@ -218,7 +272,7 @@ func New(ctx context.Context, o Options) (*Library, error) {
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	if o.JS != nil {
-		l.bind(ctx)
+		_ = l.bind(ctx)
 	}
 	return l, nil
 }
@@ -251,6 +305,9 @@ func (l *Library) Stats() Stats {
 		Transcodes:    l.transcodes.Load(),
 		Stored:        l.stored.Load(),
 		SharedStored:  l.sharedStored.Load(),
+
+		SharedEvictionsOld: l.sharedEvictions[evictOld].Load(),
+		SharedEvictionsLRU: l.sharedEvictions[evictLRU].Load(),
 	}
 }
 
@@ -286,12 +343,14 @@ func (l *Library) Open(ctx context.Context, name string) (*Stream, error) {
 		if e := l.mem.get(src.key); e != nil {
 			src.close()
 			l.memHits.Add(1)
+			l.touch(src.key)
 			return newCachedStream(e), nil
 		}
 		if e := l.fetchShared(ctx, src.key); e != nil {
 			src.close()
 			l.sharedHits.Add(1)
 			l.mem.put(e)
+			l.touch(src.key)
 			return newCachedStream(e), nil
 		}
 	}

@@ -574,8 +574,12 @@ func TestJetStreamLateStart(t *testing.T) {
 	l.bindMu.Lock()
 	l.nextBind = time.Time{} // do not wait rebindInterval
 	l.bindMu.Unlock()
-	if _, err := l.Open(context.Background(), "x.wav"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("open: %v", err)
+	// Whether x.wav exists cannot be known yet: unavailable, not unknown.
+	if _, err := l.Open(context.Background(), "x.wav"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("open: %v, want ErrUnavailable", err)
 	}
 	waitFor(t, "the buckets", l.Shared)
+	if _, err := l.Open(context.Background(), "x.wav"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("open once bound: %v, want ErrNotFound", err)
+	}
 }

@@ -78,3 +78,14 @@ func (c *memCache) stats() (bytes int64, entries int, evictions int64) {
 	defer c.mu.Unlock()
 	return c.size, len(c.byKey), c.evictions
 }
+
+// remove drops the entry for key, if any.
+func (c *memCache) remove(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.byKey[key]; ok {
+		old := c.lru.Remove(el).(*entry)
+		delete(c.byKey, key)
+		c.size -= int64(len(old.data))
+	}
+}

@@ -46,14 +46,18 @@ func (l *Library) resolve(ctx context.Context, name string) (*source, error) {
 	}
 	st := l.shared()
 	if st == nil {
-		return nil, fmt.Errorf("%w: %q", ErrNotFound, name)
+		if l.opts.JS == nil || l.noJetStream.Load() {
+			return nil, fmt.Errorf("%w: %q", ErrNotFound, name)
+		}
+		// Whether it is there cannot be known until the store is back.
+		return nil, fmt.Errorf("%w: %q: the audio library cannot be reached", ErrUnavailable, name)
 	}
-	info, err := st.audio.GetInfo(ctx, clean)
+	info, err := st.audio.obs.GetInfo(ctx, clean)
 	switch {
 	case errors.Is(err, jetstream.ErrObjectNotFound):
 		return nil, fmt.Errorf("%w: %q", ErrNotFound, name)
 	case err != nil:
-		return nil, fmt.Errorf("library: %q: %w", name, err)
+		return nil, fmt.Errorf("%w: %q: %w", ErrUnavailable, name, err)
 	case int64(info.Size) > l.opts.MaxFileSize:
 		return nil, fmt.Errorf("%w: %q is %d bytes, limit %d", ErrTooLarge, name, info.Size, l.opts.MaxFileSize)
 	}
@@ -67,16 +71,19 @@ func (l *Library) fetch(ctx context.Context, src *source) error {
 	if src.f != nil {
 		return nil
 	}
-	res, err := src.st.audio.Get(ctx, src.name)
+	res, err := src.st.audio.obs.Get(ctx, src.name)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrObjectNotFound) {
 			return fmt.Errorf("%w: %q", ErrNotFound, src.name)
 		}
-		return fmt.Errorf("library: get %q: %w", src.name, err)
+		return fmt.Errorf("%w: get %q: %w", ErrUnavailable, src.name, err)
 	}
 	defer res.Close()
 	sp, err := l.spool(res)
 	if err != nil {
+		if !errors.Is(err, ErrTooLarge) {
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
 		return fmt.Errorf("%q: %w", src.name, err)
 	}
 	src.f, src.size, src.key = sp.f, sp.size, cacheKey(sp.sum[:])
@@ -89,12 +96,12 @@ func (src *source) header(ctx context.Context) (io.ReadCloser, error) {
 	if src.f != nil {
 		return io.NopCloser(io.NewSectionReader(src.f, 0, src.size)), nil
 	}
-	res, err := src.st.audio.Get(ctx, src.name)
+	res, err := src.st.audio.obs.Get(ctx, src.name)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrObjectNotFound) {
 			return nil, fmt.Errorf("%w: %q", ErrNotFound, src.name)
 		}
-		return nil, fmt.Errorf("library: get %q: %w", src.name, err)
+		return nil, fmt.Errorf("%w: get %q: %w", ErrUnavailable, src.name, err)
 	}
 	return res, nil
 }

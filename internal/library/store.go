@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/callcast/callcast/internal/audio"
@@ -17,8 +18,8 @@ import (
 
 // stores are the bound Object Store buckets.
 type stores struct {
-	audio jetstream.ObjectStore // AudioBucket
-	cache jetstream.ObjectStore // CacheBucket
+	audio *bucket // AudioBucket
+	cache *bucket // CacheBucket
 }
 
 // Metadata of a CacheBucket object: the source's format.
@@ -27,55 +28,90 @@ const (
 	metaSampleRate = "sample-rate"
 	metaChannels   = "channels"
 	metaPipeline   = "pipeline"
+	// An AudioBucket object's exact duration, in milliseconds (with the
+	// format fields above), recorded by Put.
+	metaDurationMs = "duration-ms"
 )
 
-// bind binds the buckets, creating them when missing. Buckets that exist
-// are used as they are, so an operator may change their settings (limits,
-// replicas) with any NATS tool.
-func (l *Library) bind(ctx context.Context) {
-	st, err := bindStores(ctx, l.opts.JS)
+// bind binds the buckets, creating them when missing, and applies the
+// bounds and replicas of Options to them (see bindBucket).
+func (l *Library) bind(ctx context.Context) error {
+	st, err := l.bindStores(ctx)
 	l.bindMu.Lock()
 	defer l.bindMu.Unlock()
 	l.binding = false
 	if err != nil {
+		l.noJetStream.Store(l.noJetStreamHere(err))
 		if l.nextBind.IsZero() {
 			l.log.Warn("audio library: JetStream Object Store unavailable; playing local files with a memory cache, retrying", "err", err)
 		} else {
 			l.log.Debug("audio library: JetStream Object Store still unavailable", "err", err)
 		}
 		l.nextBind = time.Now().Add(rebindInterval)
-		return
+		return err
 	}
+	l.noJetStream.Store(false)
 	l.stores.Store(st)
-	l.log.Info("audio library: using JetStream Object Store", "audio_bucket", AudioBucket, "cache_bucket", CacheBucket)
+	l.log.Info("audio library: using JetStream Object Store", "audio_bucket", AudioBucket, "cache_bucket", CacheBucket,
+		"library_max_bytes", st.audio.max, "cache_max_bytes", st.cache.max)
+	return nil
 }
 
-func bindStores(ctx context.Context, js jetstream.JetStream) (*stores, error) {
-	a, err := bindBucket(ctx, js, AudioBucket, "callcast: source audio by name")
+func (l *Library) bindStores(ctx context.Context) (*stores, error) {
+	a, err := bindBucket(ctx, l.opts.JS, bucketSpec{name: AudioBucket, desc: "callcast: source audio by name",
+		maxBytes: l.opts.LibraryMaxBytes, replicas: l.opts.Replicas}, l.log)
 	if err != nil {
 		return nil, err
 	}
-	c, err := bindBucket(ctx, js, CacheBucket, "callcast: transcoded G.711 μ-law 8 kHz mono, by source SHA-256 and pipeline version")
+	c, err := bindBucket(ctx, l.opts.JS, bucketSpec{name: CacheBucket,
+		desc:     "callcast: transcoded G.711 μ-law 8 kHz mono, by source SHA-256 and pipeline version",
+		maxBytes: l.opts.CacheMaxBytes, replicas: l.opts.Replicas}, l.log)
 	if err != nil {
 		return nil, err
 	}
 	return &stores{audio: a, cache: c}, nil
 }
 
-func bindBucket(ctx context.Context, js jetstream.JetStream, bucket, desc string) (jetstream.ObjectStore, error) {
-	obs, err := js.ObjectStore(ctx, bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		obs, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
-			Bucket: bucket, Description: desc, Storage: jetstream.FileStorage,
-		})
-		if errors.Is(err, jetstream.ErrBucketExists) { // created meanwhile by another worker
-			obs, err = js.ObjectStore(ctx, bucket)
+// noJetStreamHere reports whether a failed bind failed because the
+// server has no JetStream, rather than because it could not be reached.
+func (l *Library) noJetStreamHere(err error) bool {
+	if jetStreamDisabled(err) {
+		return true
+	}
+	nc := l.opts.JS.Conn()
+	if !errors.Is(err, nats.ErrNoResponders) || !nc.IsConnected() {
+		return false
+	}
+	js, _ := nc.ConnectedServerJetStream()
+	return !js
+}
+
+// Bind binds the Object Store buckets now, if they are not bound yet, and
+// returns why it could not: an error wrapping ErrNoStore without
+// Options.JS or when the server has no JetStream, else ErrUnavailable.
+func (l *Library) Bind(ctx context.Context) error {
+	_, err := l.requireStores(ctx)
+	return err
+}
+
+// requireStores returns the bound buckets, binding them now if needed.
+func (l *Library) requireStores(ctx context.Context) (*stores, error) {
+	if st := l.stores.Load(); st != nil {
+		return st, nil
+	}
+	if l.opts.JS == nil {
+		return nil, fmt.Errorf("%w: no JetStream configured", ErrNoStore)
+	}
+	l.bindMu.Lock()
+	l.binding = true
+	l.bindMu.Unlock()
+	if err := l.bind(ctx); err != nil {
+		if l.noJetStream.Load() {
+			return nil, fmt.Errorf("%w: %w", ErrNoStore, err)
 		}
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("library: bucket %s: %w", bucket, err)
-	}
-	return obs, nil
+	return l.stores.Load(), nil
 }
 
 // shared returns the bound buckets, or nil; while unbound it starts, at
@@ -95,7 +131,7 @@ func (l *Library) shared() *stores {
 	l.binding = l.goBackground(func() {
 		ctx, cancel := context.WithTimeout(l.ctx, storeTimeout)
 		defer cancel()
-		l.bind(ctx)
+		_ = l.bind(ctx)
 	})
 	return nil
 }
@@ -120,7 +156,7 @@ func (l *Library) fetchShared(ctx context.Context, key string) *entry {
 	if st == nil {
 		return nil
 	}
-	res, err := st.cache.Get(ctx, key)
+	res, err := st.cache.obs.Get(ctx, key)
 	if err != nil {
 		if !errors.Is(err, jetstream.ErrObjectNotFound) {
 			l.log.Warn("shared cache read failed", "key", key, "err", err)
@@ -156,7 +192,7 @@ func (l *Library) probeShared(ctx context.Context, key string) (audio.Info, bool
 	if st == nil {
 		return audio.Info{}, false
 	}
-	info, err := st.cache.GetInfo(ctx, key)
+	info, err := st.cache.obs.GetInfo(ctx, key)
 	if err != nil {
 		if !errors.Is(err, jetstream.ErrObjectNotFound) {
 			l.log.Warn("shared cache read failed", "key", key, "err", err)
@@ -207,7 +243,7 @@ func (l *Library) store(key string, data []byte, info audio.Info) {
 		defer func() { <-l.uploads }()
 		ctx, cancel := context.WithTimeout(l.ctx, storeTimeout)
 		defer cancel()
-		if err := l.putShared(ctx, st, e); err != nil {
+		if _, err := l.putShared(ctx, st, e); err != nil {
 			l.log.Warn("shared cache write failed", "key", key, "err", err)
 		}
 	})
@@ -216,52 +252,73 @@ func (l *Library) store(key string, data []byte, info audio.Info) {
 	}
 }
 
-// putShared writes e to the shared cache unless it is there already.
-func (l *Library) putShared(ctx context.Context, st *stores, e *entry) error {
-	if _, err := st.cache.GetInfo(ctx, e.key); err == nil {
-		return nil
+// putShared writes e to the shared cache unless it is there already,
+// evicting entries to make room under Options.CacheMaxBytes. It reports
+// false, with no error, when e cannot fit.
+func (l *Library) putShared(ctx context.Context, st *stores, e *entry) (bool, error) {
+	if _, err := st.cache.obs.GetInfo(ctx, e.key); err == nil {
+		return true, nil
 	} else if !errors.Is(err, jetstream.ErrObjectNotFound) {
-		return err
+		return false, err
 	}
-	_, err := st.cache.Put(ctx, jetstream.ObjectMeta{Name: e.key, Metadata: metaFromInfo(e.info)}, bytes.NewReader(e.data))
+	meta := metaFromInfo(e.info)
+	if ok, err := l.makeRoom(ctx, st.cache, storedSize(CacheBucket, e.key, int64(len(e.data)), meta)); !ok || err != nil {
+		if err == nil {
+			l.log.Debug("shared cache: no room for an entry", "key", e.key, "size", len(e.data), "cache_max_bytes", st.cache.max)
+		}
+		return false, err
+	}
+	_, err := st.cache.obs.Put(ctx, jetstream.ObjectMeta{Name: e.key, Metadata: meta}, bytes.NewReader(e.data))
 	if err != nil {
-		return err
+		return false, err
 	}
 	l.sharedStored.Add(1)
-	return nil
+	return true, nil
 }
 
-// Uploaded describes an object Put stored.
-type Uploaded struct {
-	Name   string     // the object's name, cleaned
-	Size   int64      // bytes of the source
-	SHA256 string     // of the source, hex
-	Info   audio.Info // of the source; Duration is exact
-	// Cached reports that its μ-law is in the cache (shared, and memory),
-	// so that its first playback anywhere needs no transcoding.
+// Object describes an object of the audio library (AudioBucket).
+type Object struct {
+	Name   string // the object's name, cleaned
+	Size   int64  // bytes of the source
+	SHA256 string // of the source, hex
+	// Info describes the source: Format, SampleRate, Channels and the
+	// exact Duration, as Put recorded them. For objects stored by other
+	// means, what the shared cache knows, or zero.
+	Info audio.Info
+	// UploadedAt is when the object was stored.
+	UploadedAt time.Time
+	// Cached reports that its μ-law (of the current pipeline version) is
+	// in the shared cache, so that its first playback anywhere needs no
+	// transcoding.
 	Cached bool
 }
 
+// Uploaded describes an object Put stored.
+type Uploaded = Object
+
 // Put stores the audio read from r as object name in AudioBucket, after
-// checking the name, the size (Options.MaxFileSize) and that the audio
-// transcodes cleanly to its end; it replaces an object of that name. The
-// μ-law goes into the cache at the same time. Errors wrap ErrBadName,
-// ErrTooLarge, ErrNoStore or an error of package audio.
-func (l *Library) Put(ctx context.Context, name string, r io.Reader) (Uploaded, error) {
+// checking the name, the size (Options.MaxFileSize), that the audio
+// transcodes cleanly to its end and that it fits in what is left of
+// Options.LibraryMaxBytes; it replaces an object of that name (which keeps
+// its room until the new one is stored). The μ-law goes into the shared
+// cache at the same time when there is room. Nothing is written when it
+// fails. Errors wrap ErrBadName, ErrTooLarge, ErrLibraryFull, ErrNoStore,
+// ErrUnavailable or an error of package audio.
+func (l *Library) Put(ctx context.Context, name string, r io.Reader) (Object, error) {
 	if err := CheckName(name); err != nil {
-		return Uploaded{}, err
+		return Object{}, err
 	}
 	name = cleanName(name)
-	st := l.stores.Load()
-	if st == nil {
-		return Uploaded{}, fmt.Errorf("%w: JetStream is not available", ErrNoStore)
+	st, err := l.requireStores(ctx)
+	if err != nil {
+		return Object{}, err
 	}
 	sp, err := l.spool(r)
 	if err != nil {
-		return Uploaded{}, fmt.Errorf("%q: %w", name, err)
+		return Object{}, fmt.Errorf("%q: %w", name, err)
 	}
 	defer sp.f.Close()
-	up := Uploaded{Name: name, Size: sp.size, SHA256: hex.EncodeToString(sp.sum[:])}
+	up := Object{Name: name, Size: sp.size, SHA256: hex.EncodeToString(sp.sum[:])}
 
 	l.transcodes.Add(1)
 	tr, err := audio.NewTranscoder(sp.f, audio.Options{})
@@ -280,20 +337,41 @@ func (l *Library) Put(ctx context.Context, name string, r io.Reader) (Uploaded, 
 	up.Info = tr.Info()
 	up.Info.Duration = time.Duration(n) * time.Second / audio.SampleRate
 
+	meta := metaFromInfo(up.Info)
+	delete(meta, metaPipeline)
+	meta[metaDurationMs] = strconv.FormatInt(up.Info.Duration.Milliseconds(), 10)
+	if st.audio.max > 0 {
+		need := storedSize(AudioBucket, name, sp.size, meta)
+		used, free, err := st.audio.free(ctx)
+		if err != nil {
+			return up, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		if need > free {
+			return up, fmt.Errorf("%w: %q needs %d bytes; %d of %d are used", ErrLibraryFull, name, need, used, st.audio.max)
+		}
+	}
 	if _, err := sp.f.Seek(0, io.SeekStart); err != nil {
 		return up, fmt.Errorf("library: %q: %w", name, err)
 	}
-	if _, err := st.audio.Put(ctx, jetstream.ObjectMeta{Name: name}, sp.f); err != nil {
+	info, err := st.audio.obs.Put(ctx, jetstream.ObjectMeta{Name: name, Metadata: meta}, sp.f)
+	if err != nil {
+		if unreachable(err) {
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
 		return up, fmt.Errorf("library: put %q: %w", name, err)
 	}
+	up.UploadedAt = info.ModTime
 	if out.keep {
 		e := newEntry(cacheKey(sp.sum[:]), out.buf, tr.Info())
 		l.mem.put(e)
 		l.stored.Add(1)
-		if err := l.putShared(ctx, st, e); err != nil {
-			return up, fmt.Errorf("library: cache %q: %w", name, err)
+		cctx, cancel := context.WithTimeout(ctx, cacheWriteTimeout)
+		ok, err := l.putShared(cctx, st, e)
+		cancel()
+		if err != nil {
+			l.log.Warn("shared cache write failed", "audio", name, "err", err)
 		}
-		up.Cached = true
+		up.Cached = ok && err == nil
 	}
 	return up, nil
 }

@@ -1,7 +1,9 @@
 package worker
 
 import (
+	"context"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,7 +59,61 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-// registerCacheMetrics exports the transcode cache's counters.
+const (
+	sharedEvictions     = "callcast_worker_cache_shared_evictions_total"
+	sharedEvictionsHelp = "Entries this worker evicted from the callcast-cache bucket to make room under CACHE_MAX_BYTES, by reason: old_version (of an older pipeline version), least_recently_used."
+)
+
+// bucketCollector exports the Object Store buckets' sizes, asking
+// JetStream at most every bucketStatsEvery.
+type bucketCollector struct {
+	lib                   *library.Library
+	bytes, entries, limit *prometheus.Desc
+
+	mu   sync.Mutex
+	at   time.Time
+	last []library.BucketStats
+}
+
+const bucketStatsEvery = 10 * time.Second
+
+func newBucketCollector(lib *library.Library) *bucketCollector {
+	return &bucketCollector{
+		lib: lib,
+		bytes: prometheus.NewDesc("callcast_worker_bucket_bytes",
+			"Bytes of an Object Store bucket (callcast-audio, callcast-cache), as JetStream counts its stream.", []string{"bucket"}, nil),
+		entries: prometheus.NewDesc("callcast_worker_bucket_entries",
+			"Objects holding data in an Object Store bucket.", []string{"bucket"}, nil),
+		limit: prometheus.NewDesc("callcast_worker_bucket_max_bytes",
+			"The bound of an Object Store bucket (LIBRARY_MAX_BYTES, CACHE_MAX_BYTES); 0: none.", []string{"bucket"}, nil),
+	}
+}
+
+func (c *bucketCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.bytes
+	ch <- c.entries
+	ch <- c.limit
+}
+
+func (c *bucketCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.at) >= bucketStatsEvery && c.lib.Shared() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if stats, err := c.lib.Buckets(ctx); err == nil {
+			c.last, c.at = stats, time.Now()
+		}
+		cancel()
+	}
+	for _, b := range c.last {
+		ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(b.Bytes), b.Bucket)
+		ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(b.Entries), b.Bucket)
+		ch <- prometheus.MustNewConstMetric(c.limit, prometheus.GaugeValue, float64(b.MaxBytes), b.Bucket)
+	}
+}
+
+// registerCacheMetrics exports the transcode cache's counters and the
+// Object Store buckets' sizes.
 func registerCacheMetrics(reg prometheus.Registerer, lib *library.Library) error {
 	counter := func(name, help string, labels prometheus.Labels, v func(library.Stats) int64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels},
@@ -79,6 +135,11 @@ func registerCacheMetrics(reg prometheus.Registerer, lib *library.Library) error
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "callcast_worker_cache_memory_bytes", Help: "μ-law held in the memory cache.",
 		}, func() float64 { return float64(lib.Stats().MemoryBytes) }),
+		counter(sharedEvictions, sharedEvictionsHelp, prometheus.Labels{"reason": "old_version"},
+			func(s library.Stats) int64 { return s.SharedEvictionsOld }),
+		counter(sharedEvictions, sharedEvictionsHelp, prometheus.Labels{"reason": "least_recently_used"},
+			func(s library.Stats) int64 { return s.SharedEvictionsLRU }),
+		newBucketCollector(lib),
 	} {
 		if err := reg.Register(c); err != nil {
 			return err

@@ -118,6 +118,8 @@ func TestErrorBody(t *testing.T) {
 		{audio.ErrUnsupported, bus.CodeBadAudio},
 		{audio.ErrTruncated, bus.CodeBadAudio},
 		{errors.New("disk on fire"), bus.CodeInternal},
+		// A store outage: whether the audio exists is not known.
+		{fmt.Errorf("%w: %w", library.ErrUnavailable, errors.New("no responders")), bus.CodeUnavailable},
 	}
 	for _, tt := range tests {
 		if e := errorBody(tt.err, "x.mp3"); e.Code != tt.code || e.Message == "" || e.Audio != "x.mp3" {

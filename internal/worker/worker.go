@@ -77,6 +77,12 @@ type Config struct {
 	// CacheBytes bounds the memory cache of transcoded audio. Default
 	// 256 MiB; negative: none.
 	CacheBytes int64
+	// LibraryMaxBytes, CacheMaxBytes and Replicas configure the Object
+	// Store buckets (library.Options: LIBRARY_MAX_BYTES, CACHE_MAX_BYTES,
+	// NATS_REPLICAS). Zero values: the library's defaults.
+	LibraryMaxBytes int64
+	CacheMaxBytes   int64
+	Replicas        int
 	// EchoTimeout stops a playback when Twilio has echoed none of its marks
 	// for this long while its audio waits to be heard: the call or its edge
 	// is gone without a stop. Default 5 s.
@@ -193,7 +199,8 @@ func New(nc *nats.Conn, cfg Config) (*Worker, error) {
 		return nil, fmt.Errorf("worker: metrics: %w", err)
 	}
 	log := cfg.Logger.With("worker", cfg.ID)
-	lo := library.Options{Dir: cfg.AudioDir, MaxFileSize: cfg.MaxFileSize, MemoryBytes: cfg.CacheBytes, Logger: log}
+	lo := library.Options{Dir: cfg.AudioDir, MaxFileSize: cfg.MaxFileSize, MemoryBytes: cfg.CacheBytes, Logger: log,
+		LibraryMaxBytes: cfg.LibraryMaxBytes, CacheMaxBytes: cfg.CacheMaxBytes, Replicas: cfg.Replicas}
 	if cfg.JetStream {
 		if lo.JS, err = jetstream.New(nc); err != nil {
 			return nil, fmt.Errorf("worker: jetstream: %w", err)
@@ -564,7 +571,7 @@ func (w *Worker) respond(req micro.Request, reply bus.PlayReply) {
 		switch reply.Error.Code {
 		case bus.CodeBadRequest, bus.CodeUnknownAudio, bus.CodeBadAudio, bus.CodeUnknownStream:
 			code = "400"
-		case bus.CodeBusy:
+		case bus.CodeBusy, bus.CodeUnavailable:
 			code = "503"
 		}
 		msg.Header = nats.Header{micro.ErrorHeader: {reply.Error.Message}, micro.ErrorCodeHeader: {code}}
@@ -593,6 +600,9 @@ func isStop(err error) bool {
 func errorBody(err error, name string) *bus.Error {
 	code := bus.CodeInternal
 	switch {
+	case errors.Is(err, library.ErrUnavailable):
+		// Whether the audio exists is not known: worth trying again.
+		code = bus.CodeUnavailable
 	case errors.Is(err, library.ErrBadName), errors.Is(err, library.ErrNotFound), errors.Is(err, library.ErrNotAFile):
 		code = bus.CodeUnknownAudio
 	case errors.Is(err, library.ErrTooLarge), errors.Is(err, audio.ErrBadInput), errors.Is(err, audio.ErrUnsupported), errors.Is(err, audio.ErrTruncated):

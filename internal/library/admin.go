@@ -1,0 +1,180 @@
+package library
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/callcast/callcast/internal/audio"
+)
+
+// unreachable reports whether err means NATS or JetStream did not answer.
+func unreachable(err error) bool {
+	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionReconnecting) ||
+		errors.Is(err, nats.ErrDisconnected)
+}
+
+// storeErr classifies an error of the Object Store: not found, or
+// unavailable.
+func storeErr(op, name string, err error) error {
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	return fmt.Errorf("%w: %s %q: %w", ErrUnavailable, op, name, err)
+}
+
+// object describes an AudioBucket object from its metadata, completing its
+// format from the shared cache for objects Put did not store.
+func (l *Library) object(ctx context.Context, st *stores, info *jetstream.ObjectInfo) Object {
+	o := Object{Name: info.Name, Size: int64(info.Size), UploadedAt: info.ModTime}
+	key := objectKey(info)
+	if key != "" {
+		o.SHA256 = key[:64]
+	}
+	m := info.Metadata
+	o.Info = infoFromMeta(m)
+	if ms, err := strconv.ParseInt(m[metaDurationMs], 10, 64); err == nil {
+		o.Info.Duration = time.Duration(ms) * time.Millisecond
+	}
+	if key == "" {
+		return o
+	}
+	ci, err := st.cache.obs.GetInfo(ctx, key)
+	if err != nil {
+		return o
+	}
+	o.Cached = ci.Size > 0
+	if o.Info.Format == "" {
+		o.Info = infoFromMeta(ci.Metadata)
+		o.Info.Duration = time.Duration(ci.Size) * time.Second / audio.SampleRate
+	}
+	return o
+}
+
+// List describes every object of the audio library, by name. Local files
+// (Options.Dir) are not listed.
+func (l *Library) List(ctx context.Context) ([]Object, error) {
+	st, err := l.requireStores(ctx)
+	if err != nil {
+		return nil, err
+	}
+	infos, err := st.audio.obs.List(ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return []Object{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: list: %w", ErrUnavailable, err)
+	}
+	out := make([]Object, 0, len(infos))
+	for _, info := range infos {
+		out = append(out, l.object(ctx, st, info))
+	}
+	slices.SortFunc(out, func(a, b Object) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// Stat describes the object name of the audio library. Of an object
+// stored by other means than Put, it reads the format from the source's
+// header when the cache does not know it.
+func (l *Library) Stat(ctx context.Context, name string) (Object, error) {
+	if err := CheckName(name); err != nil {
+		return Object{}, err
+	}
+	name = cleanName(name)
+	st, err := l.requireStores(ctx)
+	if err != nil {
+		return Object{}, err
+	}
+	info, err := st.audio.obs.GetInfo(ctx, name)
+	if err != nil {
+		return Object{}, storeErr("stat", name, err)
+	}
+	o := l.object(ctx, st, info)
+	if o.Info.Format == "" {
+		src := &source{name: name, size: o.Size, st: st}
+		if r, err := src.header(ctx); err == nil {
+			if tr, err := audio.NewTranscoder(r, audio.Options{}); err == nil {
+				o.Info = tr.Info()
+			}
+			r.Close()
+		}
+	}
+	return o, nil
+}
+
+// Get writes the source bytes of object name to w, checked against the
+// digest recorded when it was stored.
+func (l *Library) Get(ctx context.Context, name string, w io.Writer) (Object, error) {
+	if err := CheckName(name); err != nil {
+		return Object{}, err
+	}
+	name = cleanName(name)
+	st, err := l.requireStores(ctx)
+	if err != nil {
+		return Object{}, err
+	}
+	res, err := st.audio.obs.Get(ctx, name)
+	if err != nil {
+		return Object{}, storeErr("get", name, err)
+	}
+	defer res.Close()
+	info, err := res.Info()
+	if err != nil {
+		return Object{}, storeErr("get", name, err)
+	}
+	o := l.object(ctx, st, info)
+	n, err := io.Copy(w, res)
+	if err == nil && n != o.Size {
+		err = fmt.Errorf("got %d bytes of %d", n, o.Size)
+	}
+	if err != nil {
+		return o, fmt.Errorf("library: get %q: %w", name, err)
+	}
+	return o, nil
+}
+
+// Remove deletes object name from the audio library, and its μ-law from
+// the shared cache and this Library's memory. Playbacks already under way
+// play to their end (a worker holds what it plays); the next request for
+// the name finds nothing (ErrNotFound). Another name with the same content
+// is left in the library; its μ-law is transcoded again when next played.
+func (l *Library) Remove(ctx context.Context, name string) (Object, error) {
+	if err := CheckName(name); err != nil {
+		return Object{}, err
+	}
+	name = cleanName(name)
+	st, err := l.requireStores(ctx)
+	if err != nil {
+		return Object{}, err
+	}
+	info, err := st.audio.obs.GetInfo(ctx, name)
+	if err != nil {
+		return Object{}, storeErr("remove", name, err)
+	}
+	o := l.object(ctx, st, info)
+	found, err := removeObject(ctx, st.audio, name)
+	if err != nil {
+		return o, fmt.Errorf("%w: remove %q: %w", ErrUnavailable, name, err)
+	}
+	if !found {
+		return o, fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	if key := objectKey(info); key != "" {
+		l.mem.remove(key)
+		if _, err := removeObject(ctx, st.cache, key); err != nil {
+			return o, fmt.Errorf("%w: remove the cached μ-law of %q: %w", ErrUnavailable, name, err)
+		}
+		o.Cached = false
+	}
+	return o, nil
+}
