@@ -108,12 +108,12 @@ func (d *Decoder) hybrid(gr, ch int) {
 			}
 			if bt == 2 {
 				imdctShort(s, &out)
+				for i := range 18 {
+					s[i] = out[i] + o[i]
+					o[i] = out[18+i]
+				}
 			} else {
-				imdctLong(s, &out, &imdctWin[bt])
-			}
-			for i := range 18 {
-				s[i] = out[i] + o[i]
-				o[i] = out[18+i]
+				imdct36((*[18]float32)(s), o, &imdctWin[bt])
 			}
 		}
 		if sb&1 == 1 {
@@ -158,6 +158,8 @@ func (d *Decoder) reorder(g *granule, xr *[576]float32, limit int) int {
 	}
 	return max(pos, limit)
 }
+
+//go:generate go run mkunrolled.go
 
 // imdctLong computes the 36-point IMDCT of in's 18 lines, windowed: an
 // 18-point DCT-IV and its symmetries.

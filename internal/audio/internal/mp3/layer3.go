@@ -3,6 +3,7 @@ package mp3
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 )
 
 // bitReader reads big-endian bits from buf, which has at least 8 bytes
@@ -324,43 +325,56 @@ func (d *Decoder) huffman(g *granule, xr *[576]float32, end int) error {
 				}
 				gain = bandGain(g, band)
 			}
-			v := r.peek()
-			val, n := t.decode(v)
-			if n == 0 {
-				return fmt.Errorf("%w: bad Huffman code", ErrCorrupt)
+			// A run of pairs in one band and one region.
+			run := min(regionEnd, bandEnd)
+			if run <= i { // (the last band ends short of 576)
+				run = regionEnd
 			}
-			used := n
-			v <<= n
-			x, y := val>>4, val&15
-			var fx, fy float32
-			if x != 0 {
+			pos := r.pos
+			buf := r.buf
+			for ; i < run; i += 2 {
+				v := uint64(0)
+				if k := pos >> 3; k+8 <= len(buf) {
+					v = binary.BigEndian.Uint64(buf[k:]) << (pos & 7)
+				}
+				val, n := t.decode(v)
+				if n == 0 {
+					r.pos = pos
+					return fmt.Errorf("%w: bad Huffman code", ErrCorrupt)
+				}
+				used := n
+				v <<= n
+				x, y := val>>4, val&15
 				if x == 15 && lin > 0 {
 					x += uint(v >> (64 - lin))
 					v <<= lin
 					used += lin
 				}
-				fx = pow43[x] * gain
-				if v>>63 != 0 {
-					fx = -fx
+				// A sign bit follows each non-zero value; no branches on
+				// it (they are unpredictable).
+				var bx uint
+				if x != 0 {
+					bx = 1
 				}
-				v <<= 1
-				used++
-			}
-			if y != 0 {
+				sx := uint32(v>>63) & uint32(bx)
+				v <<= bx
+				used += bx
 				if y == 15 && lin > 0 {
 					y += uint(v >> (64 - lin))
 					v <<= lin
 					used += lin
 				}
-				fy = pow43[y] * gain
-				if v>>63 != 0 {
-					fy = -fy
+				var by uint
+				if y != 0 {
+					by = 1
 				}
-				used++
+				sy := uint32(v>>63) & uint32(by)
+				used += by
+				xr[i] = math.Float32frombits(math.Float32bits(pow43[x]*gain) ^ sx<<31)
+				xr[i+1] = math.Float32frombits(math.Float32bits(pow43[y]*gain) ^ sy<<31)
+				pos += int(used)
 			}
-			xr[i], xr[i+1] = fx, fy
-			r.pos += int(used)
-			i += 2
+			r.pos = pos
 		}
 	}
 	// count1: quadruples of 0 or ±1 until the part ends.

@@ -104,7 +104,7 @@ func dct4(x *[4]float32, X *[4]float32) {
 // step filters one set of 32 subband samples into 32 output samples.
 func (s *synthesis) step(in *[32]float32, out *[32]float32) {
 	var X [32]float32
-	dct32(in, &X)
+	dct32u(in, &X)
 	s.pos = (s.pos + 15) & 15
 	v := (*[64]float32)(s.v[s.pos*64:])
 	for j := range 16 {
@@ -119,18 +119,16 @@ func (s *synthesis) step(in *[32]float32, out *[32]float32) {
 	}
 	copy(s.v[(s.pos+16)*64:(s.pos+17)*64], v[:])
 	// out[j] = Σ_t V_2t[j]·D[64t+j] + V_2t+1[32+j]·D[64t+32+j]
-	var acc [32]float32
-	base := s.v[s.pos*64 : s.pos*64+16*64]
-	for t := range 8 {
-		b0 := (*[32]float32)(base[128*t:])
-		b1 := (*[32]float32)(base[128*t+96:])
-		d0 := (*[32]float32)(synthWin[64*t:])
-		d1 := (*[32]float32)(synthWin[64*t+32:])
-		for j := range 32 {
-			acc[j] += b0[j]*d0[j] + b1[j]*d1[j]
-		}
+	b := (*[1024]float32)(s.v[s.pos*64:])
+	w := &synthWin
+	for j := range 32 {
+		// Four sums, to shorten the chain of dependent additions.
+		s0 := b[j]*w[j] + b[96+j]*w[32+j] + b[128+j]*w[64+j] + b[224+j]*w[96+j]
+		s1 := b[256+j]*w[128+j] + b[352+j]*w[160+j] + b[384+j]*w[192+j] + b[480+j]*w[224+j]
+		s2 := b[512+j]*w[256+j] + b[608+j]*w[288+j] + b[640+j]*w[320+j] + b[736+j]*w[352+j]
+		s3 := b[768+j]*w[384+j] + b[864+j]*w[416+j] + b[896+j]*w[448+j] + b[992+j]*w[480+j]
+		out[j] = (s0 + s1) + (s2 + s3)
 	}
-	*out = acc
 }
 
 // run synthesises a granule of subband samples (xr[18·sb+t]) into 576
