@@ -29,14 +29,19 @@ import (
 // phase) lives in the stages, so a stream resampled in chunks of any size
 // gives the same samples as in one piece.
 //
-// The source's rate may change mid-stream: a source returns a *rateChange
-// error (mp3.go) after its last sample at the old rate, and its next
-// samples are at the new rate. The resampler takes it in its stride: the
-// caller of read never sees it. The stages
-// for the old rate are then run to the end of its samples and a new set is
-// started for the new one, on the same output timeline; at the seam each
-// side's filters see a mirror image of their own side's signal beyond it,
-// not silence, so the seam adds no dip or click of its own.
+// The source's rate may change mid-stream (concatenated MP3s): the source
+// returns a *rateChange error (mp3.go) after its last sample at the old
+// rate, and its next samples are at the new rate. The resampler takes it
+// in its stride; the caller of read never sees it. The stages for the old
+// rate run on past its last sample, on zeros, to the end of their reach
+// (the segment's tail); new stages for the new rate start as far before
+// its first sample, on zeros; where the two overlap their outputs are
+// added. Filtering is linear, so at one rate the sum is exactly the
+// filtered whole; across rates each side's samples stand for the signal up
+// to the seam (the first new sample is weighted for the difference in
+// spacing), so the seam adds no gap, dip or click of its own: −60 to
+// −70 dB from a sine between 32, 44.1 and 48 kHz, −27 to −48 dB with the
+// low rates, whose filters see few samples across the seam.
 
 // Filter specification, for a source faster than SampleRate. Below it the
 // band edges scale with the source's own Nyquist frequency.
@@ -285,18 +290,12 @@ type halfband struct {
 	end  int64     // outputs due once src has ended; -1 before
 	err  error     // src's final error
 	done bool
-
-	// Mirror the input at its start (the stage begins after a change of
-	// rate) rather than assume silence before it, and at its end when it
-	// ends in one (err is a *rateChange).
-	mirrorStart, mirrorEnd bool
-	last                   float32 // the last input
 }
 
-func newHalfband(src monoReader, rate int, mirror bool) *halfband {
+func newHalfband(src monoReader, rate int) *halfband {
 	c := halfbandTaps(rate)
 	k := len(c)
-	h := &halfband{src: src, end: -1, mirrorStart: mirror}
+	h := &halfband{src: src, end: -1}
 	h.cc = make([]float32, 2*k)
 	for i, v := range c {
 		h.cc[k-1-i], h.cc[k+i] = v, v
@@ -322,17 +321,6 @@ func (h *halfband) readMono(dst []float32) (int, error) {
 		if h.end >= 0 {
 			run = min(run, int(h.end-h.out))
 		}
-		if h.mirrorStart {
-			// x[-j] = x[j]: the odd history x[-1], x[-3], … is the odd
-			// samples x[1], x[3], … read so far, reversed.
-			k := k2 / 2
-			if len(h.even) > 0 {
-				for i := range min(k, len(h.odd)-k) {
-					h.odd[k-1-i] = 2*h.even[0] - h.odd[k+i]
-				}
-			}
-			h.mirrorStart = false
-		}
 		out := dst[n : n+run]
 		fir(out, h.odd[:run+k2-1], h.cc)
 		for t, v := range h.even[:run] {
@@ -353,8 +341,7 @@ func (h *halfband) readMono(dst []float32) (int, error) {
 }
 
 // fill reads input until want outputs can be computed, or at least one
-// once something has been read; after the end it pads with zeros, or with
-// the mirror image of the input before a change of rate.
+// once something has been read; after the end it pads with zeros.
 func (h *halfband) fill(want int) {
 	k2 := len(h.cc)
 	// Leave room in both buffers whenever fewer than want are ready.
@@ -365,15 +352,8 @@ func (h *halfband) fill(want int) {
 			for len(h.even) < want {
 				h.even = append(h.even, 0)
 			}
-			// odd[t] is x[base+2t]; beyond the last input x[n-1] the
-			// mirror image is x[n-1+j] = x[n-1-j].
-			base := 2*(h.out-int64(k2/2)) + 1
 			for len(h.odd) < want+k2-1 {
-				var v float32
-				if q := 2*(h.n-1) - (base + 2*int64(len(h.odd))); h.mirrorEnd && q >= base {
-					v = 2*h.last - h.odd[(q-base)/2]
-				}
-				h.odd = append(h.odd, v)
+				h.odd = append(h.odd, 0)
 			}
 			return
 		}
@@ -388,8 +368,6 @@ func (h *halfband) fill(want int) {
 			if err != io.EOF {
 				h.err = err
 			}
-			var rc *rateChange
-			h.mirrorEnd = errors.As(err, &rc)
 			h.end = (h.n + 1) / 2
 		}
 	}
@@ -400,7 +378,6 @@ func (h *halfband) fill(want int) {
 func (h *halfband) split(in []float32) {
 	if len(in) > 0 && h.n&1 == 1 {
 		h.odd = append(h.odd, in[0])
-		h.last = in[0]
 		in = in[1:]
 		h.n++
 	}
@@ -416,36 +393,88 @@ func (h *halfband) split(in []float32) {
 		ev[ne-1] = in[len(in)-1]
 	}
 	h.n += int64(len(in))
-	if len(in) > 0 {
-		h.last = in[len(in)-1]
-	}
 }
 
 // resampler pulls mono samples from src at the source rate and produces
 // them at SampleRate. A stream is a run of segments, one per source rate
 // (one for almost every stream); the stages belong to the current one.
+//
+// Output sample i is at time i (in output samples). A segment's first
+// sample is at time begun; its stages see zeros before it from time
+// origin on (origin = begun for the stream's first segment) and, when it
+// ends in a change of rate, tail zeros after it.
 type resampler struct {
-	src     countingReader // the source, counting the current segment's samples
-	stage   monoReader     // what the polyphase stage reads: &src, or the last half-band
-	rate    int            // the current segment's source rate
-	bank    *filterBank    // nil: the segment is at SampleRate and passes through
-	whole   int            // M/L: whole input samples per output
-	frac    int            // and the fraction, in units
-	unit    int            // steps of phase per input sample: L, or the phases of a finer table
-	segment int64          // outputs before the current segment
-	start   float64        // time the segment starts, in output samples (≤ segment)
+	src    segmentSource // the source, with the segment's leading and tail zeros
+	stage  monoReader    // what the polyphase stage reads: &src, or the last half-band
+	rate   int           // the current segment's source rate
+	bank   *filterBank   // nil: the segment is at SampleRate and passes through
+	whole  int           // M/L: whole polyphase inputs per output
+	frac   int           // and the fraction, in units
+	unit   int           // steps of phase per input sample: L, or the phases of a finer table
+	begun  float64       // time of the segment's first sample
+	origin float64       // time of its stages' first input (leading zeros included)
+	reach  float64       // how far a polyphase output reaches ahead into its input, in outputs
+	tail   int           // zeros after the segment when it ends in a change of rate
 
-	buf     []float32 // polyphase input; buf[pos] is the first of the next window
-	pos     int
-	phase   int   // in [0, unit)
-	first   int64 // polyphase input index of buf[0] (negative: history)
-	in      int64 // polyphase input samples received in this segment
-	mirror  bool  // mirror the history once the first inputs are in
-	out     int64 // output samples produced, all segments
-	end     int64 // outputs due when the segment's source has ended; -1 before
-	srcDone bool
-	srcErr  error       // the segment's source's final error (nil for io.EOF or a change of rate)
-	next    *rateChange // how the segment's source ended, if by a change of rate
+	buf   []float32 // polyphase input; buf[pos] is the first of the next window
+	pos   int
+	phase int   // in [0, unit)
+	out   int64 // output samples produced, all segments
+	end   int64 // outputs due when the segment's source has ended; -1 before
+	cut   int64 // after a change of rate: the first output the next segment adds to; -1 before
+	done  bool  // the segment's input has ended
+	err   error // how (nil: io.EOF or a change of rate)
+
+	// Outputs from index carryAt on still have carry[…] to add: the tail
+	// of the segments before the current one.
+	carry   []float32
+	carryAt int64
+	scratch []float32
+}
+
+// segmentSource delivers a segment of the source: lead zeros, the
+// source's samples, and, when the source changes rate, tail zeros before
+// the change is reported.
+type segmentSource struct {
+	src   monoReader
+	lead  int         // zeros still to deliver before the source's samples
+	tail  int         // zeros to deliver after them, if the segment ends in a change of rate
+	n     int64       // the source's samples in this segment
+	first float32     // weight of its first sample
+	all   int64       // samples delivered in this segment, zeros included
+	next  *rateChange // the change of rate that ends the segment, once seen
+}
+
+func (s *segmentSource) readMono(dst []float32) (int, error) {
+	var k int
+	var err error
+	switch {
+	case s.lead > 0:
+		k = min(len(dst), s.lead)
+		clear(dst[:k])
+		s.lead -= k
+	case s.next != nil:
+		if s.tail == 0 {
+			return 0, s.next
+		}
+		k = min(len(dst), s.tail)
+		clear(dst[:k])
+		s.tail -= k
+	default:
+		k, err = s.src.readMono(dst)
+		if s.n == 0 && k > 0 {
+			dst[0] *= s.first
+		}
+		s.n += int64(k)
+		if errors.As(err, &s.next) {
+			err = nil
+			if k == 0 && s.tail == 0 {
+				err = s.next
+			}
+		}
+	}
+	s.all += int64(k)
+	return k, err
 }
 
 // polyphaseRate is the rate the polyphase stage works at: rate halved
@@ -457,24 +486,11 @@ func polyphaseRate(rate int) int {
 	return rate
 }
 
-// countingReader counts the source's samples, which fix the output length.
-type countingReader struct {
-	src monoReader
-	n   int64
-}
-
-func (c *countingReader) readMono(dst []float32) (int, error) {
-	n, err := c.src.readMono(dst)
-	c.n += int64(n)
-	return n, err
-}
-
 // newResampler returns a resampler of src, whose samples are at rate Hz
 // (any rate from 1000 Hz up; SampleRate passes through unchanged).
 func newResampler(src monoReader, rate int) *resampler {
 	r := &resampler{}
-	r.src.src = src
-	r.begin(rate, 0, false)
+	r.reset(src, rate)
 	return r
 }
 
@@ -483,35 +499,45 @@ func newResampler(src monoReader, rate int) *resampler {
 func (r *resampler) reset(src monoReader, rate int) {
 	r.src.src = src
 	r.out = 0
-	r.begin(rate, 0, false)
+	r.carry, r.carryAt = r.carry[:0], 0
+	r.begin(rate, 0)
 }
 
-// begin starts a segment at rate whose first sample is at time start
-// (output samples; r.out is the first output in it). mirror: the segment
-// follows another, so its filters see the mirror image of its first
-// samples before it rather than silence.
-func (r *resampler) begin(rate int, start float64, mirror bool) {
+// begin starts a segment at rate whose first sample is at time begun; its
+// first output is r.out (before begun after a change of rate, to add to
+// the previous segment's tail).
+func (r *resampler) begin(rate int, begun float64) {
 	r.rate = rate
-	r.segment = r.out
-	r.start = start
-	r.src.n = 0
-	r.in = 0
-	r.end = -1
-	r.srcDone, r.srcErr, r.next = false, nil, nil
+	r.begun = begun
+	r.end, r.cut = -1, -1
+	r.done, r.err = false, nil
+	r.src.n, r.src.all, r.src.next = 0, 0, nil
+	r.src.lead, r.src.tail, r.src.first = 0, 0, 1
+	step := 1 // source samples per polyphase input
+	for st := rate; st != polyphaseRate(rate); st /= 2 {
+		step *= 2
+	}
+	// Lead zeros from r.out on, a whole number of polyphase inputs.
+	if d := begun - float64(r.out); d > 1e-6 {
+		r.src.lead = step * int(math.Ceil(d*float64(rate)/SampleRate/float64(step)-1e-9))
+	}
+	r.origin = begun - float64(r.src.lead)*SampleRate/float64(rate)
+	delta := float64(r.out) - r.origin // ≥ 0
 	var s monoReader = &r.src
-	stage := rate
-	// The first output, r.out, is δ = r.out-start output samples after
-	// the segment's first input: δ·M/L polyphase inputs.
-	delta := float64(r.out) - start
-	if rate == SampleRate && delta < 1e-6 {
-		r.bank, r.stage = nil, s
+	if rate == SampleRate && begun == 0 {
+		// Passed through: a stream that starts at 8000 Hz. (After a
+		// change of rate, 8000 Hz is filtered like any other rate, so
+		// that the seams add up.)
+		r.bank, r.stage, r.reach = nil, s, 0
 		return
 	}
-	for stage != polyphaseRate(rate) {
-		s = newHalfband(s, stage, mirror)
-		stage /= 2
+	tail := 0 // the stages' reach, in source samples
+	for st := rate; st != polyphaseRate(rate); st /= 2 {
+		s = newHalfband(s, st)
+		tail += (2*len(halfbandTaps(st)) - 1) * (rate / st)
 	}
 	r.stage = s
+	stage := polyphaseRate(rate)
 	b := bankFor(stage)
 	if x := delta * float64(b.m); math.Abs(x-math.Round(x)) > 1e-6 {
 		// Off the table's grid: a finer table, if there is one.
@@ -526,9 +552,16 @@ func (r *resampler) begin(rate int, start float64, mirror bool) {
 	}
 	r.unit = b.l * k
 	r.whole, r.frac = b.m/b.l, b.m%b.l*k
+	// An output reaches taps/2 polyphase inputs ahead of its time, and
+	// each of those as far as the half-band stages reach: the stages' tail
+	// after a seam, and how far before one the next segment's outputs
+	// start (two polyphase inputs less, to be safe from rounding).
+	tail += b.taps / 2 * step
+	r.src.tail = tail + 2*step
+	r.reach = float64(tail-2*step) * SampleRate / float64(rate)
 	// The filter's centre is taps/2 samples into its window, so the
 	// window for an output at input time 0 starts taps/2-1 samples before
-	// the input does: that history is zeros (or mirrored).
+	// the input does: that history is zeros.
 	hist := b.taps/2 - 1
 	size := b.taps + max(inputChunk, (r.whole+2)*64)
 	if cap(r.buf) < size {
@@ -536,32 +569,24 @@ func (r *resampler) begin(rate int, start float64, mirror bool) {
 	}
 	r.buf = r.buf[:hist]
 	clear(r.buf)
-	r.first = -int64(hist)
-	r.mirror = mirror
+	// r.out is δ output samples after the first input: δ·M/L polyphase
+	// inputs, in steps of 1/unit.
 	q := int64(math.Round(delta * float64(b.m) * float64(k)))
 	r.pos, r.phase = int(q/int64(r.unit)), int(q%int64(r.unit))
 }
 
 // fill makes at least need samples available from pos, reading from the
-// stage only what is missing, or padding once it has ended: with zeros at
-// the end of the stream, with the mirror image of the input before a
-// change of rate.
+// stage only what is missing, or padding with zeros once it has ended.
 func (r *resampler) fill(need int) {
 	for len(r.buf)-r.pos < need {
 		if r.pos > 0 {
 			n := copy(r.buf, r.buf[r.pos:])
 			r.buf = r.buf[:n]
-			r.first += int64(r.pos)
 			r.pos = 0
 		}
-		if r.srcDone {
+		if r.done {
 			for len(r.buf) < need {
-				var v float32
-				// Beyond the last input x[in-1]: x[in-1+j] = x[in-1-j].
-				if q := 2*(r.in-1) - (r.first + int64(len(r.buf))); r.next != nil && q >= r.first {
-					v = 2*r.buf[r.in-1-r.first] - r.buf[q-r.first]
-				}
-				r.buf = append(r.buf, v)
+				r.buf = append(r.buf, 0)
 			}
 			return
 		}
@@ -569,32 +594,36 @@ func (r *resampler) fill(need int) {
 		free = free[:min(len(free), max(need-len(r.buf), minRead))]
 		n, err := r.stage.readMono(free)
 		r.buf = r.buf[:len(r.buf)+n]
-		r.in += int64(n)
 		if err != nil {
-			r.stageEnded(err)
-			r.end = r.segmentEnd()
+			r.ended(err)
 		}
 	}
 }
 
-// stageEnded records the error that ended the segment's input.
-func (r *resampler) stageEnded(err error) {
-	r.srcDone = true
-	if !errors.As(err, &r.next) && err != io.EOF {
-		r.srcErr = err
+// ended records the error that ended the segment's input, and the number
+// of outputs that makes.
+func (r *resampler) ended(err error) {
+	r.done = true
+	if err != io.EOF && err != r.src.next {
+		r.err = err
+	}
+	n, rate := r.src.n, int64(r.rate)
+	switch {
+	case r.src.next != nil:
+		// The stages run on to the end of their reach (the tail zeros).
+		t := r.origin + float64(r.src.all)*SampleRate/float64(rate)
+		r.end = max(r.out, int64(math.Ceil(t-1e-6)))
+	case r.begun == 0:
+		// The end of the stream: ceil(n·8000/rate), exactly.
+		r.end = (n*SampleRate + rate - 1) / rate
+	default:
+		r.end = max(r.out, int64(math.Ceil(r.seam()-1e-6)))
 	}
 }
 
-// segmentEnd is the number of outputs, all segments, once the current
-// segment's source has ended: those before time start + n·8000/rate.
-func (r *resampler) segmentEnd() int64 {
-	n, rate := r.src.n, int64(r.rate)
-	if r.start == 0 {
-		// ceil(n·8000/rate), exactly.
-		return (n*SampleRate + rate - 1) / rate
-	}
-	t := r.start + float64(n)*SampleRate/float64(rate)
-	return max(r.out, int64(math.Ceil(t-1e-6)))
+// seam is the time the segment's source samples end.
+func (r *resampler) seam() float64 {
+	return r.begun + float64(r.src.n)*SampleRate/float64(r.rate)
 }
 
 // read fills dst with resampled output and returns io.EOF (or the
@@ -602,43 +631,123 @@ func (r *resampler) segmentEnd() int64 {
 func (r *resampler) read(dst []float32) (int, error) {
 	n := 0
 	for {
-		if r.bank == nil {
-			n += r.pass(dst[n:])
-		} else {
-			n += r.filter(dst[n:])
+		k := r.produce(dst[n:])
+		r.addCarry(dst[n:n+k], r.out-int64(k))
+		n += k
+		if r.cut >= 0 && r.out >= r.cut {
+			// Run this segment's stages to their end into the carry, and
+			// go on with the next segment from the cut.
+			cut, old := r.cut, r.rate
+			r.drain()
+			r.out = cut
+			r.begin(r.src.next.rate, r.seam())
+			// A sample stands for the signal over its own spacing, centred
+			// on it: the old rate's last one up to half its spacing after
+			// it, the new rate's first one from half its own before it.
+			// The first new sample is weighted to cover the difference, so
+			// that the two neither overlap nor leave a gap.
+			r.src.first = float32(1+float64(r.rate)/float64(old)) / 2
+			continue
 		}
-		if !(r.end >= 0 && r.out >= r.end) {
-			return n, nil
-		}
-		if r.next == nil {
-			if r.srcErr != nil {
-				return n, r.srcErr
+		if r.done && r.out >= r.end && r.src.next == nil {
+			if r.err != nil {
+				return n, r.err
 			}
 			return n, io.EOF
 		}
-		// The next segment starts where this one's samples end.
-		start := r.start + float64(r.src.n)*SampleRate/float64(r.rate)
-		r.begin(r.next.rate, start, true)
-		if n == len(dst) {
+		if n == len(dst) || k == 0 && !r.done {
 			return n, nil
 		}
 	}
 }
 
-// pass copies a segment at SampleRate through. (Its samples stay on their
-// own grid: after a change of rate that can put them up to one sample,
-// 125 µs, later than their time.)
+// produce computes outputs of the current segment into dst, up to its
+// end or the cut.
+func (r *resampler) produce(dst []float32) int {
+	if r.bank == nil {
+		return r.pass(dst)
+	}
+	return r.filter(dst)
+}
+
+// checkCut sets the cut once the change of rate that ends the segment has
+// been seen: the next segment's outputs start where this one's still need
+// samples beyond the seam, none of which has been produced yet (outputs
+// are only computed once their input is in).
+func (r *resampler) checkCut() {
+	if r.src.next != nil && r.cut < 0 {
+		r.cut = max(r.out, int64(math.Ceil(r.seam()-r.reach)))
+	}
+}
+
+// room is how many outputs the segment may produce now, at most want.
+func (r *resampler) room(want int) int {
+	if r.done {
+		want = min(want, int(max(0, r.end-r.out)))
+	}
+	if r.cut >= 0 {
+		want = min(want, int(max(0, r.cut-r.out)))
+	}
+	return want
+}
+
+// drain computes the rest of the segment's outputs, from the cut to its
+// end, and adds them to the carry.
+func (r *resampler) drain() {
+	r.cut = math.MaxInt64
+	if r.scratch == nil {
+		r.scratch = make([]float32, 256)
+	}
+	for {
+		k := r.produce(r.scratch)
+		if k == 0 {
+			if r.done && r.out >= r.end {
+				return
+			}
+			continue
+		}
+		at := int(r.out - int64(k) - r.carryAt)
+		for len(r.carry) < at+k {
+			r.carry = append(r.carry, 0)
+		}
+		for i, v := range r.scratch[:k] {
+			r.carry[at+i] += v
+		}
+	}
+}
+
+// addCarry adds what is carried for outputs from index at on to y.
+func (r *resampler) addCarry(y []float32, at int64) {
+	if len(r.carry) == 0 {
+		r.carryAt = at + int64(len(y))
+		return
+	}
+	off := int(at - r.carryAt)
+	for i := range y {
+		if j := off + i; j >= 0 && j < len(r.carry) {
+			y[i] += r.carry[j]
+		}
+	}
+	used := min(len(r.carry), max(0, off+len(y)))
+	r.carry = r.carry[:copy(r.carry, r.carry[used:])]
+	r.carryAt += int64(used)
+	if len(r.carry) == 0 {
+		r.carryAt = at + int64(len(y))
+	}
+}
+
+// pass copies a segment at SampleRate through.
 func (r *resampler) pass(dst []float32) int {
 	n := 0
-	for n < len(dst) && !r.srcDone {
+	for n < len(dst) && !r.done && r.room(1) > 0 {
 		k, err := r.stage.readMono(dst[n:])
 		n += k
-		r.in += int64(k)
 		r.out += int64(k)
 		if err != nil {
-			r.stageEnded(err)
+			r.ended(err)
 			r.end = r.out
 		}
+		r.checkCut()
 	}
 	return n
 }
@@ -649,25 +758,13 @@ func (r *resampler) filter(dst []float32) int {
 	b := r.bank
 	taps := b.taps
 	n := 0
-	for n < len(dst) {
-		if r.end >= 0 && r.out >= r.end {
-			break
-		}
+	for n < len(dst) && r.room(1) > 0 {
 		// Input for a run of outputs: each advances pos by at most
 		// whole+1 samples.
 		run := min(len(dst)-n, 64)
 		r.fill(taps + (r.whole+1)*run)
-		if r.mirror {
-			// x[-j] = x[j] for the history before the segment's first input.
-			hist := int(-r.first)
-			for j := 1; j <= hist && hist+j < len(r.buf); j++ {
-				r.buf[hist-j] = 2*r.buf[hist] - r.buf[hist+j]
-			}
-			r.mirror = false
-		}
-		if r.end >= 0 {
-			run = min(run, int(r.end-r.out))
-		}
+		r.checkCut()
+		run = r.room(run)
 		for range run {
 			if b.phases == r.unit {
 				row := b.coef[r.phase*taps : (r.phase+1)*taps]
