@@ -44,6 +44,7 @@ type config struct {
 	token    string
 	signURL  string
 	metrics  []string
+	pids     []int
 	pprof    string
 	log      cli.Log
 }
@@ -82,6 +83,8 @@ func program(stdout, stderr io.Writer) cli.Program {
 					return run(ctx, cfg, log, stdout)
 				}
 			}},
+			floorCommand(stderr),
+			compareCommand(stdout, stderr),
 		},
 	}
 }
@@ -99,7 +102,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 			}
 			caller = b
 		}
-		rep, err := callsim.Load(ctx, callsim.LoadConfig{Call: call, Caller: caller, Calls: cfg.calls, Rate: cfg.rate, Until: until, Metrics: cfg.metrics})
+		rep, err := callsim.Load(ctx, callsim.LoadConfig{Call: call, Caller: caller, Calls: cfg.calls, Rate: cfg.rate, Until: until, Metrics: cfg.metrics, PIDs: cfg.pids})
 		if err != nil {
 			return err
 		}
@@ -187,6 +190,14 @@ func defineFlags(f *cli.Flags, cfg *config) (finish func() error) {
 	f.StringVar(&cfg.signURL, "sign-url", os.Getenv("CALLSIM_SIGN_URL"), "the stream URL Twilio would sign, e.g. wss://voice.example.com/media-stream; default -url (env CALLSIM_SIGN_URL)")
 	f.Func("metrics", "load mode: a /metrics URL of a process under test, whose CPU and memory are reported; repeatable (env CALLSIM_METRICS, comma-separated)", func(s string) error {
 		cfg.metrics = append(cfg.metrics, s)
+		return nil
+	})
+	f.Func("pid", "load mode: the ID of another process under test (a nats-server, say), whose CPU and memory are read from /proc; repeatable", func(s string) error {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("%q: not a process ID", s)
+		}
+		cfg.pids = append(cfg.pids, n)
 		return nil
 	})
 	f.StringVar(&cfg.pprof, "pprof-addr", os.Getenv("PPROF_ADDR"), "serve Go profiling endpoints on this address (env PPROF_ADDR)")

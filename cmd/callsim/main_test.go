@@ -189,3 +189,36 @@ func TestCommandLine(t *testing.T) {
 		})
 	}
 }
+
+// TestSubcommands checks the floor and compare commands' command lines.
+func TestSubcommands(t *testing.T) {
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{name: "help lists them", args: []string{"-h"}, stdout: "callsim compare"},
+		{name: "floor help", args: []string{"floor", "-h"}, stdout: "usage: callsim floor [-addr ADDR] [-audio FILE] [-lead D]"},
+		{name: "compare help", args: []string{"help", "compare"}, stdout: "ratios to the floor"},
+		{name: "floor without clip", args: []string{"floor", "-addr", "127.0.0.1:0", "-audio", "/nonexistent.mp3"}, code: 1, stderr: "callsim: clip: open /nonexistent.mp3: no such file or directory\n"},
+		{name: "compare metrics without url", args: []string{"compare", "-metrics", "http://127.0.0.1:1/metrics"}, code: 2, stderr: "callsim: -metrics without -url: the callcast started here is measured by its own\nRun 'callsim compare -h' for usage.\n"},
+		{name: "compare without clip", args: []string{"compare", "-audio", "/nonexistent.mp3"}, code: 2, stderr: "callsim: stat /nonexistent.mp3: no such file or directory\nRun 'callsim compare -h' for usage.\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := program(&stdout, &stderr).Main(context.Background(), tt.args)
+			if code != tt.code {
+				t.Errorf("exit status %d, want %d; stderr:\n%s", code, tt.code, stderr.String())
+			}
+			if !strings.Contains(stdout.String(), tt.stdout) {
+				t.Errorf("stdout lacks %q:\n%s", tt.stdout, stdout.String())
+			}
+			if tt.code != 0 && stderr.String() != tt.stderr {
+				t.Errorf("stderr %q, want %q", stderr.String(), tt.stderr)
+			}
+		})
+	}
+}

@@ -3,9 +3,13 @@ package callsim
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/expfmt"
@@ -50,7 +54,54 @@ type sample struct {
 	cpu, rss, heap, streams float64
 }
 
+// pidSource names a process by its ID (Load's PIDs) in Process.URL.
+const pidSource = "pid "
+
+// clockTick is the unit of /proc/<pid>/stat's CPU times (USER_HZ, 100 on
+// every Linux of note).
+const clockTick = 10 * time.Millisecond
+
+// readProc samples a process from /proc: its CPU time and resident memory
+// (no Go heap or streams: it may not be a Go program).
+func readProc(pid int) (sample, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return sample{}, err
+	}
+	// The command name, in parentheses, may hold spaces: fields count from
+	// after its closing parenthesis.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return sample{}, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 22 {
+		return sample{}, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	// f[0] is field 3 (state): utime is field 14, stime 15, rss 24.
+	utime, err1 := strconv.ParseFloat(f[11], 64)
+	stime, err2 := strconv.ParseFloat(f[12], 64)
+	rss, err3 := strconv.ParseFloat(f[21], 64)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return sample{}, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return sample{cpu: (utime + stime) * clockTick.Seconds(), rss: rss * float64(os.Getpagesize())}, nil
+}
+
+// scrape samples a process under test: from /proc for "pid N", else from
+// its /metrics URL.
 func scrape(ctx context.Context, url string) (sample, error) {
+	if pid, ok := strings.CutPrefix(url, pidSource); ok {
+		n, err := strconv.Atoi(pid)
+		if err != nil {
+			return sample{}, fmt.Errorf("%q: not a process ID", pid)
+		}
+		return readProc(n)
+	}
+	return scrapeMetrics(ctx, url)
+}
+
+func scrapeMetrics(ctx context.Context, url string) (sample, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)

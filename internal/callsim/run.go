@@ -114,6 +114,9 @@ type LoadConfig struct {
 	// Metrics lists Prometheus /metrics URLs of the processes under test
 	// (on this machine); their CPU and memory are reported.
 	Metrics []string
+	// PIDs lists more processes under test by ID (a nats-server, say),
+	// whose CPU and resident memory are read from /proc (Linux).
+	PIDs []int
 }
 
 // LoadReport sums up a load run.
@@ -206,7 +209,11 @@ func Load(ctx context.Context, cfg LoadConfig) (LoadReport, error) {
 			return LoadReport{}, err
 		}
 	}
-	procs := watchProcesses(ctx, cfg.Metrics, 250*time.Millisecond)
+	sources := slices.Clone(cfg.Metrics)
+	for _, pid := range cfg.PIDs {
+		sources = append(sources, pidSource+strconv.Itoa(pid))
+	}
+	procs := watchProcesses(ctx, sources, 250*time.Millisecond)
 
 	var (
 		mu  sync.Mutex
