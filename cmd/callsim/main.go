@@ -36,6 +36,8 @@ type config struct {
 	header   http.Header
 	out      string
 	caller   string
+	in       string
+	inAt     time.Duration
 	duration time.Duration
 	quiet    time.Duration
 	speed    float64
@@ -122,6 +124,14 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 		defer f.Close()
 		call.CallerAudio = f
 	}
+	if cfg.in != "" {
+		ulaw, err := callsim.ReadCallerAudio(cfg.in)
+		if err != nil {
+			return err
+		}
+		call.CallerAudio = callsim.Speak(ulaw, cfg.inAt)
+		fmt.Fprintf(stdout, "caller says  %s (%v) at %v\n", cfg.in, time.Duration(len(ulaw))*time.Second/callsim.BytesPerSecond, cfg.inAt)
+	}
 	// Print the SIDs before the call, so that a producer can target it
 	// while it runs (nats req callcast.play '{"streamSid":…}').
 	call.StreamSid, call.CallSid = callsim.NewSid("MZ"), callsim.NewSid("CA")
@@ -171,6 +181,8 @@ func defineFlags(f *cli.Flags, cfg *config) (finish func() error) {
 	f.String(&cfg.url, "url", "CALLSIM_URL", "ws://127.0.0.1:8080/media-stream", "WebSocket URL of the server")
 	f.String(&cfg.out, "o", "CALLSIM_OUTPUT", "", "write the audio played to the caller to this WAV file")
 	f.String(&cfg.caller, "caller", "CALLSIM_CALLER", "", "raw μ-law 8 kHz mono file the caller says; default silence")
+	f.String(&cfg.in, "in", "CALLSIM_IN", "", "a file the caller says (WAV, MP3, or raw μ-law .ulaw/.mulaw/.ul/.raw), in real time, silence before and after")
+	f.Duration(&cfg.inAt, "in-at", "CALLSIM_IN_AT", 0, "when the caller starts saying -in, from the stream's start")
 	f.Duration(&cfg.duration, "duration", "CALLSIM_DURATION", 0, "hang up after this long; 0: no limit")
 	f.Duration(&cfg.quiet, "quiet", "CALLSIM_QUIET", 2*time.Second, "hang up once everything has played and the server was quiet this long; 0: never")
 	f.Int(&cfg.calls, "calls", "CALLSIM_CALLS", 1, "number of calls; more than 1 runs a load test against a server on this machine")
@@ -232,6 +244,12 @@ func defineFlags(f *cli.Flags, cfg *config) (finish func() error) {
 		}
 		if cfg.calls < 1 {
 			return fmt.Errorf("-calls %d: want at least 1", cfg.calls)
+		}
+		if cfg.in != "" && cfg.caller != "" {
+			return errors.New("-in and -caller both say what the caller says: give one")
+		}
+		if cfg.in != "" && cfg.calls > 1 {
+			return errors.New("-in is for one call; load mode takes -caller")
 		}
 		if cfg.token != "" {
 			signed := cfg.signURL

@@ -172,6 +172,7 @@ type Call struct {
 	msgs     []twilio.Outbound
 	received []byte
 	echoed   []string
+	clearsAt []time.Duration // when each clear arrived, since start
 	errs     []error
 	frames   int
 	lastRecv time.Time
@@ -500,7 +501,10 @@ func (c *Call) writer(seq int) {
 			}
 			chunk++
 			src = readCaller(src, frame, c.log)
-			m = outMsg{kind: outMedia, payload: frame, chunk: chunk, timestamp: now.Sub(c.t0).Milliseconds()}
+			// The stream time of the frame's first sample, as Twilio
+			// stamps it: chunk n holds the caller's audio from
+			// (n-1) × 20 ms, whenever it leaves.
+			m = outMsg{kind: outMedia, payload: frame, chunk: chunk, timestamp: int64(chunk-1) * FrameInterval.Milliseconds()}
 		case <-c.quit:
 			return
 		}
@@ -746,6 +750,7 @@ func (c *Call) handle(typ int, data []byte, now time.Time) {
 		c.p.mark(now, o.Mark.Name)
 	case twilio.EventClear:
 		c.st.Clears++
+		c.clearsAt = append(c.clearsAt, now.Sub(c.t0))
 		c.p.clear(now)
 	}
 	select {
@@ -931,6 +936,14 @@ func (c *Call) Errs() []error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]error(nil), c.errs...)
+}
+
+// ClearTimes returns when each clear arrived, as time since start was
+// sent (stream time: the caller's frame n leaves n × 20 ms after start).
+func (c *Call) ClearTimes() []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]time.Duration(nil), c.clearsAt...)
 }
 
 // Stats returns the call's counters so far.

@@ -72,6 +72,9 @@ func (c *Call) WriteSummary(w io.Writer) error {
 	fmt.Fprintf(&b, "played       %d bytes (%v), cleared %d bytes, max buffered %v\n",
 		st.Played, bytesDuration(st.Played), st.Cleared, st.MaxBuffered)
 	fmt.Fprintf(&b, "marks        %d received, %d echoed; %d clears\n", st.Marks, st.Echoed, st.Clears)
+	for _, at := range c.ClearTimes() {
+		fmt.Fprintf(&b, "clear        at %v\n", at.Round(time.Millisecond))
+	}
 	fmt.Fprintf(&b, "underruns    %d (%v of silence)\n", st.Underruns, st.UnderrunTime.Round(time.Millisecond))
 	fmt.Fprintf(&b, "caller audio %d media messages sent, %d dropped\n", st.CallerMedia, st.CallerDropped)
 	switch err := c.Err(); {

@@ -1,11 +1,16 @@
 package edge
 
 import (
+	"bytes"
 	"encoding/base64"
+	"log/slog"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callcast/callcast/internal/bus"
 	"github.com/callcast/callcast/internal/twilio"
+	"github.com/callcast/callcast/internal/vad"
 )
 
 // BenchmarkRelayMedia is the edge's per-message hot path: a worker's 100 ms
@@ -35,5 +40,63 @@ func BenchmarkParseCallerMedia(b *testing.B) {
 		if _, err := twilio.ParseMessage(msg); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// benchCaller is a started session's caller audio without a socket or a
+// bus: for what reading caller media costs.
+func benchCaller(tb testing.TB, vadOn bool) (*callerAudio, []byte) {
+	m, err := newMetrics(prometheus.NewRegistry())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	const sid = "MZ0123456789abcdef0123456789abcdef"
+	ss := &session{srv: &Server{metrics: m}, sid: sid, log: slog.New(slog.DiscardHandler)}
+	c := &callerAudio{ss: ss, max: frameBytes}
+	if vadOn {
+		c.vad = vad.New(vad.Config{})
+	}
+	// Quiet room noise: the VAD has to look at every sample.
+	ulaw := make([]byte, frameBytes)
+	for i := range ulaw {
+		ulaw[i] = 0xF0 | byte(i%7)
+	}
+	msg := []byte(`{"event":"media","sequenceNumber":"2","media":{"track":"inbound","chunk":"1","timestamp":"52","payload":"` +
+		base64.StdEncoding.EncodeToString(ulaw) + `"},"streamSid":"` + sid + `"}`)
+	return c, msg
+}
+
+// BenchmarkCallerMedia is what one caller media message costs the edge
+// once read from the socket, with nobody listening: cut out of its JSON,
+// base64-decoded into a reused buffer, and, with VAD=on, run through the
+// detector. With VAD=off and no listener the read loop does not even get
+// here (it skips the message unread).
+func BenchmarkCallerMedia(b *testing.B) {
+	for _, vadOn := range []bool{false, true} {
+		name := "vad=off"
+		if vadOn {
+			name = "vad=on"
+		}
+		b.Run(name, func(b *testing.B) {
+			c, msg := benchCaller(b, vadOn)
+			b.ReportAllocs()
+			for b.Loop() {
+				c.take(msg)
+			}
+		})
+	}
+}
+
+func TestCallerMediaAllocs(t *testing.T) {
+	c, msg := benchCaller(t, true)
+	if n := testing.AllocsPerRun(100, func() { c.take(msg) }); n != 0 {
+		t.Fatalf("caller media with VAD: %v allocations per message, want 0", n)
+	}
+	r := bytes.NewReader(nil)
+	if n := testing.AllocsPerRun(100, func() {
+		r.Reset(msg[len(mediaPrefix):])
+		_ = c.read(msg[:len(mediaPrefix)], r)
+	}); n != 0 {
+		t.Fatalf("reading caller media: %v allocations per message, want 0", n)
 	}
 }

@@ -75,7 +75,7 @@ func newCallerMetrics() *callerMetrics {
 			Name: "callcast_edge_speech_events_total", Help: "Speech events detected in callers' audio, by event.",
 		}, []string{"event"}),
 		bargeIns: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "callcast_edge_barge_ins_total", Help: "Interruptible playbacks stopped because the caller spoke.",
+			Name: "callcast_edge_barge_ins_total", Help: "Barge-ins: the caller spoke over an interruptible playback, which was stopped.",
 		}),
 	}
 }

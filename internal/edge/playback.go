@@ -341,14 +341,16 @@ func (c *controller) onEcho(name string) {
 			it.heard, it.heardAt = off, now
 		}
 	}
+	next := c.advanceLocked() // one held behind interruptible audio (bargein.go)
 	c.mu.Unlock()
 	c.publish(evs)
+	c.dispatch(next)
 	c.wake()
 }
 
 // advanceLocked makes the next queued playback the sending one, if none is.
 func (c *controller) advanceLocked() *item {
-	if c.sending != nil || len(c.queue) == 0 || c.closed {
+	if c.sending != nil || len(c.queue) == 0 || c.closed || c.heldLocked(c.queue[0]) {
 		return nil
 	}
 	it := c.queue[0]

@@ -13,7 +13,8 @@ func (c *callerAudio) detect(ulaw []byte, tsMs int64) {
 	}
 }
 
-// speech publishes a speech event.
+// speech publishes a speech event; a start may interrupt a playback
+// (barge-in, bargein.go).
 func (c *callerAudio) speech(ev vad.Event) {
 	kind := bus.EventSpeechStarted
 	if ev.Kind == vad.SpeechStopped {
@@ -23,4 +24,7 @@ func (c *callerAudio) speech(ev vad.Event) {
 	e.Speech = &bus.Speech{AtMs: ev.AtMs, DurationMs: ev.DurationMs}
 	c.ss.publish(e)
 	c.ss.srv.metrics.caller.speech.WithLabelValues(kind).Inc()
+	if ev.Kind == vad.SpeechStarted {
+		c.ss.bargeIn()
+	}
 }
