@@ -3,7 +3,8 @@
 //
 //	worker [flags]                   serve (every flag also reads the environment variable named in -h)
 //	worker transcode [-o OUT] IN     convert a file to raw μ-law (.ulaw) or a μ-law WAV (.wav)
-//	worker upload [-name NAME] FILE  store audio in the callcast-audio bucket, playable by name
+//	worker library ls|info|get|rm|upload  manage the shared audio library (bucket callcast-audio)
+//	worker upload [-name NAME] FILE  store audio in the library, playable by name (library upload)
 //	worker healthcheck               exit 0 if the local worker answers /healthz
 //
 // The exit status is 0 on success, after a clean shutdown or -h, 2 for a
@@ -40,6 +41,7 @@ func program(stdout, stderr io.Writer) cli.Program {
 		Commands: []cli.Command{
 			{Args: "[flags]", Summary: "serve", Setup: func(f *cli.Flags) cli.RunFunc { return serve(f, stderr) }},
 			transcodeCommand(stdout, stderr),
+			libraryCommand(stdout),
 			uploadCommand(stdout),
 			cli.HealthcheckCommand("http-addr", "WORKER_HTTP_ADDR", ":9090"),
 		},

@@ -29,6 +29,13 @@ func TestCommandLine(t *testing.T) {
 		{name: "transcode unknown flag", args: []string{"transcode", "-x", "in.mp3"}, code: 2, stderr: "worker: flag provided but not defined: -x\nRun 'worker transcode -h' for usage.\n"},
 		{name: "transcode missing file", args: []string{"transcode", "-o", "/nonexistent/x.ulaw", "/nonexistent/in.mp3"}, code: 1, stderr: "worker: transcode: open /nonexistent/in.mp3: no such file or directory\n"},
 		{name: "upload without file", args: []string{"upload"}, code: 2, stderr: "worker: upload: want exactly one file\nRun 'worker upload -h' for usage.\n"},
+		{name: "library help", args: []string{"help", "library"}, stdout: []string{"usage: worker library ls | info NAME | get [-o FILE] NAME | rm NAME | upload [-name NAME] FILE", "unknown_audio", "-json", "(env LIBRARY_MAX_BYTES)"}},
+		{name: "library verb help", args: []string{"library", "ls", "-h"}, stdout: []string{"usage: worker library ls"}},
+		{name: "library without verb", args: []string{"library"}, code: 2, stderr: "worker: library: want a verb: ls | info NAME | get [-o FILE] NAME | rm NAME | upload [-name NAME] FILE\nRun 'worker library -h' for usage.\n"},
+		{name: "library unknown verb", args: []string{"library", "list"}, code: 2, stderr: "worker: library: unknown verb \"list\"; want ls | info NAME | get [-o FILE] NAME | rm NAME | upload [-name NAME] FILE\nRun 'worker library -h' for usage.\n"},
+		{name: "library missing name", args: []string{"library", "info"}, code: 2, stderr: "worker: library info: want 1 argument(s), got 0\nRun 'worker library -h' for usage.\n"},
+		{name: "library flag of another verb", args: []string{"library", "rm", "-o", "x", "a.mp3"}, code: 2, stderr: "worker: library rm: -o is for get\nRun 'worker library -h' for usage.\n"},
+		{name: "library bad name", args: []string{"library", "-nats", "nats://127.0.0.1:1", "rm", "../a.mp3"}, code: 1, stderr: "worker: library rm: library: audio name not allowed: \"../a.mp3\" leaves the audio directory\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -77,11 +77,12 @@ type bucketSpec struct {
 	name, desc string
 	maxBytes   int64 // 0: none
 	replicas   int   // AutoReplicas or a count
+	keep       bool  // an existing bucket is used as it is
 }
 
-// bindBucket opens a bucket, creating it when missing, and brings an
-// existing one to spec: its bound is set to spec's, and its replicas are
-// raised (never lowered) to spec's.
+// bindBucket opens a bucket, creating it when missing, and, unless
+// spec.keep, brings an existing one to spec: its bound is set to spec's,
+// and its replicas are raised (never lowered) to spec's.
 func bindBucket(ctx context.Context, js jetstream.JetStream, spec bucketSpec, log logger) (*bucket, error) {
 	streamName := "OBJ_" + spec.name
 	maxBytes := spec.maxBytes
@@ -116,6 +117,8 @@ func bindBucket(ctx context.Context, js jetstream.JetStream, spec bucketSpec, lo
 			return nil, fmt.Errorf("library: create bucket %s: %w", spec.name, err)
 		}
 		st, err = js.Stream(ctx, streamName)
+	} else if err == nil && spec.keep {
+		spec.maxBytes = st.CachedInfo().Config.MaxBytes
 	} else if err == nil {
 		cfg := st.CachedInfo().Config
 		changed := false

@@ -132,6 +132,11 @@ type Options struct {
 	// stored (playback never depends on it). Default DefaultCacheMaxBytes;
 	// negative: unbounded.
 	CacheMaxBytes int64
+	// KeepBuckets uses buckets that exist as they are, with their own
+	// bounds and replicas (for tools that manage the library beside the
+	// workers, which own the settings). Missing buckets are still created
+	// with the settings above.
+	KeepBuckets bool
 	// TouchInterval is how often at most this Library records that it
 	// used a shared cache entry (see touch), which eviction goes by.
 	// Default 5 minutes.

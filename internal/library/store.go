@@ -59,13 +59,13 @@ func (l *Library) bind(ctx context.Context) error {
 
 func (l *Library) bindStores(ctx context.Context) (*stores, error) {
 	a, err := bindBucket(ctx, l.opts.JS, bucketSpec{name: AudioBucket, desc: "callcast: source audio by name",
-		maxBytes: l.opts.LibraryMaxBytes, replicas: l.opts.Replicas}, l.log)
+		maxBytes: l.opts.LibraryMaxBytes, replicas: l.opts.Replicas, keep: l.opts.KeepBuckets}, l.log)
 	if err != nil {
 		return nil, err
 	}
 	c, err := bindBucket(ctx, l.opts.JS, bucketSpec{name: CacheBucket,
 		desc:     "callcast: transcoded G.711 μ-law 8 kHz mono, by source SHA-256 and pipeline version",
-		maxBytes: l.opts.CacheMaxBytes, replicas: l.opts.Replicas}, l.log)
+		maxBytes: l.opts.CacheMaxBytes, replicas: l.opts.Replicas, keep: l.opts.KeepBuckets}, l.log)
 	if err != nil {
 		return nil, err
 	}
