@@ -4,6 +4,7 @@
 //
 //	callsim -url ws://127.0.0.1:8080/media-stream -param audio=sample.mp3 -o call.wav
 //	callsim -calls 50 -rate 10 -duration 20s
+//	callsim stream -format pcm_s16le -rate 24000 speech.pcm   # as a producer, into the live call
 //
 // Every flag can also be set from the environment variable named in its
 // help (-h). The exit status is 0 on success or -h, 2 for a usage error,
@@ -87,6 +88,7 @@ func program(stdout, stderr io.Writer) cli.Program {
 			}},
 			floorCommand(stderr),
 			compareCommand(stdout, stderr),
+			streamCommand(stdout),
 		},
 	}
 }
