@@ -524,10 +524,10 @@ var (
 		"edge": {"callcast.stream.started", "callcast.stream.*.events", "callcast.render", "callcast.stream.*.in"},
 		"worker": append([]string{"callcast.stream.*.out", "callcast.stream.*.events", "callcast.stream.*.play", "callcast.edge.*.alive"},
 			objectStoreSubjects(workerBuckets...)...),
-		"producer": append([]string{"callcast.play", "callcast.stream.*.out", "callcast.stream.*.listen", "callcast.calls"}, workerService...),
+		"producer": append([]string{"callcast.play", "callcast.stream.*.out", "callcast.stream.*.listen", "callcast.calls", "callcast.playback.*.audio"}, workerService...),
 	}
 	authSubscribe = map[string][]string{
-		"edge": {"callcast.stream.*.out", "callcast.stream.*.play", "callcast.edge.*.alive", "_INBOX_callcast_edge.>", "callcast.stream.*.listen", "callcast.calls"},
+		"edge": {"callcast.stream.*.out", "callcast.stream.*.play", "callcast.edge.*.alive", "_INBOX_callcast_edge.>", "callcast.stream.*.listen", "callcast.calls", "callcast.playback.*.audio"},
 		"worker": append([]string{"callcast.stream.started callcast-workers", "callcast.play callcast-workers",
 			"callcast.render callcast-workers", "callcast.stream.*.events", "_INBOX_callcast_worker.>"}, workerService...),
 		"producer": {"callcast.stream.*.events", "_INBOX.>", "callcast.stream.*.in"},
@@ -1064,6 +1064,9 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 		{"worker", "listing streams", publish("$JS.API.STREAM.LIST")},
 		{"worker", "listing calls", publish("callcast.calls")},
 		{"worker", "answering for an edge's calls", subscribe("callcast.calls")},
+		{"worker", "streaming into a playback", publish("callcast.playback.p1.audio")},
+		{"worker", "reading producers' streams", subscribe("callcast.playback.*.audio")},
+		{"edge", "streaming into a playback", publish("callcast.playback.p1.audio")},
 		{"producer", "starting streams", publish("callcast.stream.started")},
 		{"producer", "forging events", publish("callcast.stream.MZ1.events")},
 		{"producer", "listening to a call", subscribe("callcast.stream.MZ1.out")},
@@ -1087,6 +1090,7 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 		{"producer", "JetStream", publish("$JS.API.STREAM.CREATE.OBJ_callcast-audio")},
 		{"producer", "the audio bucket", publish("$O.callcast-audio.C.x")},
 		{"producer", "answering for an edge's calls", subscribe("callcast.calls")},
+		{"producer", "reading other producers' streams", subscribe("callcast.playback.*.audio")},
 	}
 	for _, tc := range denied {
 		t.Run("denies/"+tc.user+" "+tc.what, func(t *testing.T) {
@@ -1369,6 +1373,32 @@ func TestComposeNATSAuthProduct(t *testing.T) {
 			}
 			if len(calls) != 1 || calls[0].StreamSid != sid || calls[0].Edge != "edge-1" || calls[0].Parameters["audio"] != "tone.wav" {
 				t.Errorf("calls %+v, want %s on edge-1", calls, sid)
+			}
+		}},
+		{"a producer streams its own audio through the client", func(t *testing.T) {
+			// producer → callcast.play with a stream → worker → .play →
+			// edge, which subscribes to the playback's audio subject;
+			// producer → callcast.playback.<id>.audio → edge → Twilio.
+			c := client.New(producer, client.Options{})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			evs, err := c.Events(ctx, sid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer evs.Close()
+			w, err := c.Stream(ctx, sid, client.Mulaw, client.PlayOptions{Mode: client.Interrupt})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.Write(bytes.Repeat([]byte{0xff}, 4000)); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if end, err := evs.WaitPlayback(ctx, w.Playback().ID); err != nil || end.Playback.HeardMs != 500 {
+				t.Fatalf("stream ended with %+v: %v, want 500 ms heard", end.Playback, err)
 			}
 		}},
 		{"a call naming missing audio is told so", func(t *testing.T) {
