@@ -41,6 +41,7 @@ import (
 	"github.com/callcast/callcast/internal/callsim"
 	"github.com/callcast/callcast/internal/calltest"
 	"github.com/callcast/callcast/internal/edge"
+	"github.com/callcast/callcast/internal/library"
 	"github.com/callcast/callcast/internal/worker"
 )
 
@@ -1008,6 +1009,9 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 				checkObjectStore(t, js, bucket)
 			}
 		}},
+		{"worker manages the library as `worker library` and the workers do", func(t *testing.T) {
+			checkLibrary(t, worker)
+		}},
 	}
 	for _, tc := range allowed {
 		t.Run("allows/"+tc.name, func(t *testing.T) {
@@ -1062,6 +1066,11 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 		{"worker", "other buckets' objects", publish("$O.other.C.x")},
 		{"worker", "other streams", publish("$JS.API.STREAM.INFO.KV_config")},
 		{"worker", "listing streams", publish("$JS.API.STREAM.LIST")},
+		{"worker", "account-wide JetStream information", publish("$JS.API.INFO")},
+		{"worker", "deleting single messages", publish("$JS.API.STREAM.MSG.DELETE.OBJ_callcast-audio")},
+		{"worker", "purging other streams", publish("$JS.API.STREAM.PURGE.KV_config")},
+		{"worker", "reading other buckets' objects", publish("$JS.API.DIRECT.GET.OBJ_other.$O.other.M.eA==")},
+		{"worker", "consumers on other streams", publish("$JS.API.CONSUMER.CREATE.KV_config.c1")},
 		{"worker", "listing calls", publish("callcast.calls")},
 		{"worker", "answering for an edge's calls", subscribe("callcast.calls")},
 		{"worker", "streaming into a playback", publish("callcast.playback.p1.audio")},
@@ -1165,6 +1174,34 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 			}
 		})
 	}
+
+	// A worker that takes replies under NATS's own inbox prefix (as `worker
+	// upload` once did) is refused, and the library says which permission.
+	t.Run("denies/worker replies under _INBOX to the audio library", func(t *testing.T) {
+		nc, err := nats.Connect("", nats.InProcessServer(ns), nats.UserInfo("worker", authPasswords["worker"]),
+			nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(2*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		lib, err := library.New(ctx, library.Options{JS: js, MemoryBytes: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lib.Close()
+		if err := lib.Bind(ctx); err == nil {
+			t.Fatal("bound the buckets through _INBOX")
+		}
+		if err := nc.LastError(); !errors.Is(err, nats.ErrPermissionViolation) {
+			t.Errorf("last error = %v, want a permissions violation", err)
+		}
+	})
 
 	badLogins := []struct {
 		name string
@@ -1560,6 +1597,72 @@ func checkLegacyObjectStore(t *testing.T, js nats.JetStreamContext, bucket strin
 		if err := obs.Delete(fmt.Sprintf("legacy-%d.mp3", n)); err != nil {
 			t.Fatalf("%s: delete: %v", bucket, err)
 		}
+	}
+}
+
+// checkLibrary runs, on nc, every operation of the audio library that the
+// workers and `worker library` use: binding the buckets with their bounds
+// (an update of existing ones), put, list, stat, get, playing from the
+// shared cache (which records the use), eviction past CACHE_MAX_BYTES,
+// the buckets' sizes, and remove. Every one must be allowed.
+func checkLibrary(t *testing.T, nc *nats.Conn) {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Room for two 1 s entries in the cache: the third evicts.
+	lib, err := library.New(ctx, library.Options{JS: js, MemoryBytes: -1, CacheMaxBytes: 16<<10 + 20000, TouchInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lib.Close()
+	if err := lib.Bind(ctx); err != nil {
+		t.Fatalf("bind: %v (last error %v)", err, nc.LastError())
+	}
+	for i, hz := range []float64{440, 550, 660} {
+		name := fmt.Sprintf("auth/tone-%d.wav", i)
+		if _, err := lib.Put(ctx, name, bytes.NewReader(calltest.SineWAV(time.Second, hz))); err != nil {
+			t.Fatalf("put %s: %v", name, err)
+		}
+	}
+	if lib.Stats().SharedEvictionsOld+lib.Stats().SharedEvictionsLRU == 0 {
+		t.Error("nothing evicted past the cache's bound")
+	}
+	if list, err := lib.List(ctx); err != nil || len(list) < 3 {
+		t.Fatalf("list: %d objects, %v", len(list), err)
+	}
+	if _, err := lib.Stat(ctx, "auth/tone-2.wav"); err != nil {
+		t.Fatalf("stat: %v", err)
+	}
+	if _, err := lib.Get(ctx, "auth/tone-2.wav", io.Discard); err != nil {
+		t.Fatalf("get: %v", err)
+	}
+	s, err := lib.Open(ctx, "auth/tone-2.wav")
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	_, err = io.Copy(io.Discard, s)
+	s.Close()
+	if err != nil {
+		t.Fatalf("play: %v", err)
+	}
+	if _, err := lib.Buckets(ctx); err != nil {
+		t.Fatalf("bucket sizes: %v", err)
+	}
+	for i := range 3 {
+		if _, err := lib.Remove(ctx, fmt.Sprintf("auth/tone-%d.wav", i)); err != nil {
+			t.Fatalf("remove: %v", err)
+		}
+	}
+	lib.Close() // waits for the background writes (the recorded use)
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.LastError(); err != nil {
+		t.Errorf("last error: %v", err)
 	}
 }
 

@@ -138,7 +138,7 @@ func runLibrary(ctx context.Context, verb string, f *cli.Flags, args []string, l
 	}
 	ctx, cancel := context.WithTimeout(ctx, lf.timeout)
 	defer cancel()
-	lib, done, err := openLibrary(ctx, lf)
+	ctx, lib, done, err := openLibrary(ctx, lf)
 	if err != nil {
 		return fmt.Errorf("library %s: %w", verb, err)
 	}
@@ -249,38 +249,48 @@ func redacted(urls string) string {
 }
 
 // openLibrary connects as a worker does, with the worker's inbox prefix,
-// and binds the buckets, using existing ones as they are.
-func openLibrary(ctx context.Context, lf libraryFlags) (*cliLibrary, func(), error) {
+// and binds the buckets, using existing ones as they are. The context it
+// returns ends at once if NATS refuses a permission, rather than when a
+// refused request times out.
+func openLibrary(ctx context.Context, lf libraryFlags) (context.Context, *cliLibrary, func(), error) {
 	nopts := lf.nats
 	nopts.Name = "callcast-library"
 	nopts.InboxPrefix = bus.InboxWorker
 	nc, err := bus.Connect(nopts)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	nc.SetErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		if errors.Is(err, nats.ErrPermissionViolation) {
+			cancel()
+		}
+	})
 	js, err := jetstream.New(nc)
 	if err != nil {
+		cancel()
 		nc.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	lib, err := library.New(ctx, library.Options{
 		JS: js, MemoryBytes: -1, KeepBuckets: true,
 		LibraryMaxBytes: lf.libraryMax, CacheMaxBytes: lf.cacheMax, Replicas: lf.replicas,
 	})
 	if err != nil {
+		cancel()
 		nc.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	cl := &cliLibrary{Library: lib, nc: nc, urls: nopts.URL}
-	done := func() { lib.Close(); nc.Close() }
-	bindCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
+	done := func() { lib.Close(); nc.Close(); cancel() }
+	bindCtx, cancelBind := context.WithTimeout(ctx, 10*time.Second)
+	defer cancelBind()
 	if err := lib.Bind(bindCtx); err != nil {
 		err = cl.explain(err)
 		done()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return cl, done, nil
+	return ctx, cl, done, nil
 }
 
 // objectJSON is how -json prints an object.

@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/callcast/callcast/internal/bus"
 )
@@ -119,5 +122,65 @@ func TestLibraryCommand(t *testing.T) {
 	code, _, stderr := runWorker(t, "library", "-nats", small.ClientURL(), "-library-max-bytes", "30000", "upload", mp3)
 	if code != 1 || !strings.Contains(stderr, "audio library full") {
 		t.Errorf("upload past the bound: exit %d, %q", code, stderr)
+	}
+}
+
+// runAuthConf runs deploy/nats/auth.conf in-process (JetStream in a
+// temporary directory, clients on a random loopback port) and returns its
+// URL and the users' passwords.
+func runAuthConf(t *testing.T) (url string, passwords map[string]string) {
+	t.Helper()
+	passwords = map[string]string{"edge": "p0a1b2c3d4e5f6a7b8", "worker": "p9f8e7d6c5b4a3f2e1", "producer": "p5a5b5c5d5e5f5a5b5"}
+	for user, pw := range passwords {
+		t.Setenv("NATS_"+strings.ToUpper(user)+"_PASSWORD", pw)
+	}
+	opts, err := server.ProcessConfigFile("../../deploy/nats/auth.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Host, opts.Port, opts.HTTPPort = "127.0.0.1", server.RANDOM_PORT, 0
+	opts.StoreDir = t.TempDir()
+	opts.NoLog, opts.NoSigs = true, true
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats: not ready")
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	return ns.ClientURL(), passwords
+}
+
+// TestLibraryCommandUnderAuthConf runs every verb of `worker library` (and
+// `worker upload`) against the least-privilege NATS configuration, logged
+// in as user worker, as the README tells operators to; as user producer it
+// is refused, and says that a permission was refused.
+func TestLibraryCommandUnderAuthConf(t *testing.T) {
+	url, passwords := runAuthConf(t)
+	as := func(user string, args ...string) []string {
+		return append([]string{"library", "-nats", url, "-nats-user", user, "-nats-password", passwords[user], "-timeout", "15s"}, args...)
+	}
+	mp3 := testdata + "speech-22k-mono-vbr.mp3"
+	out := filepath.Join(t.TempDir(), "copy.mp3")
+	for _, args := range [][]string{
+		{"upload", "-nats", url, "-nats-user", "worker", "-nats-password", passwords["worker"], "-name", "a.mp3", mp3},
+		as("worker", "upload", "-name", "b.mp3", mp3),
+		as("worker", "ls"),
+		as("worker", "info", "a.mp3"),
+		as("worker", "get", "-o", out, "a.mp3"),
+		as("worker", "rm", "a.mp3"),
+		as("worker", "rm", "b.mp3"),
+	} {
+		if code, stdout, stderr := runWorker(t, args...); code != 0 {
+			t.Errorf("%s: exit %d\n%s%s", strings.Join(args, " "), code, stdout, stderr)
+		}
+	}
+	for _, args := range [][]string{as("producer", "ls"), {"upload", "-nats", url, "-nats-user", "producer", "-nats-password", passwords["producer"], "-timeout", "15s", mp3}} {
+		code, _, stderr := runWorker(t, args...)
+		if code != 1 || !strings.Contains(stderr, "refused this user a permission") || !strings.Contains(stderr, "Permissions Violation") {
+			t.Errorf("as producer: exit %d, %q; want a permissions error", code, stderr)
+		}
 	}
 }

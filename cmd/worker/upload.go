@@ -72,7 +72,7 @@ func upload(ctx context.Context, lf libraryFlags, in, name string, stdout io.Wri
 
 	ctx, cancel := context.WithTimeout(ctx, lf.timeout)
 	defer cancel()
-	lib, done, err := openLibrary(ctx, lf)
+	ctx, lib, done, err := openLibrary(ctx, lf)
 	if err != nil {
 		return fmt.Errorf("upload: %w", err)
 	}
