@@ -119,8 +119,13 @@ func (s *synthesis) step(in *[32]float32, out *[32]float32) {
 	}
 	copy(s.v[(s.pos+16)*64:(s.pos+17)*64], v[:])
 	// out[j] = Σ_t V_2t[j]·D[64t+j] + V_2t+1[32+j]·D[64t+32+j]
-	b := (*[1024]float32)(s.v[s.pos*64:])
-	w := &synthWin
+	window(out, (*[1024]float32)(s.v[s.pos*64:]), &synthWin)
+}
+
+// windowGeneric is the windowed sum of the synthesis: out[j] =
+// Σ_t V_2t[j]·D[64t+j] + V_2t+1[32+j]·D[64t+32+j] over the 16 V vectors
+// in b, newest first. window is this, or the same in assembly.
+func windowGeneric(out *[32]float32, b *[1024]float32, w *[512]float32) {
 	for j := range 32 {
 		// Four sums, to shorten the chain of dependent additions.
 		s0 := b[j]*w[j] + b[96+j]*w[32+j] + b[128+j]*w[64+j] + b[224+j]*w[96+j]

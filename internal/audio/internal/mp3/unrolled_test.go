@@ -66,3 +66,24 @@ func TestTransforms(t *testing.T) {
 		}
 	}
 }
+
+// The assembly window is the Go one (up to the order of the additions).
+func TestWindow(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var b [1024]float32
+	var w [512]float32
+	for i := range b {
+		b[i] = float32(rng.NormFloat64())
+	}
+	for i := range w {
+		w[i] = float32(rng.NormFloat64())
+	}
+	var got, want [32]float32
+	window(&got, &b, &w)
+	windowGeneric(&want, &b, &w)
+	for j := range 32 {
+		if math.Abs(float64(got[j]-want[j])) > 1e-4 {
+			t.Fatalf("out[%d] = %g, want %g", j, got[j], want[j])
+		}
+	}
+}
