@@ -34,7 +34,7 @@ func compareCommand(stdout, stderr io.Writer) cli.Command {
 		Setup: func(f *cli.Flags) cli.RunFunc {
 			var (
 				edgeBin, clip, url, logDir string
-				metrics                    []string
+				metrics, edgeFlags         []string
 				calls, rounds, warmup      int
 				rate                       float64
 				lead, duration, quiet      time.Duration
@@ -44,6 +44,10 @@ func compareCommand(stdout, stderr io.Writer) cli.Command {
 			f.String(&url, "url", "CALLSIM_URL", "", "compare with the callcast already serving this media stream URL instead of starting one")
 			f.Func("metrics", "with -url: a /metrics URL of a callcast process, whose CPU is callcast's; repeatable", func(s string) error {
 				metrics = append(metrics, s)
+				return nil
+			})
+			f.Func("edge-flag", "a flag for the edge started here, e.g. -edge-flag=-vad=off; repeatable", func(s string) error {
+				edgeFlags = append(edgeFlags, s)
 				return nil
 			})
 			f.IntMin(&calls, "calls", "CALLSIM_CALLS", 500, 1, "calls per run")
@@ -75,7 +79,7 @@ func compareCommand(stdout, stderr io.Writer) cli.Command {
 				cc := callsim.Target{Name: "callcast", URL: url, Metrics: metrics}
 				if url == "" {
 					var store string
-					if cc, store, err = edgeTarget(edgeBin, self, clip, lead, logDir); err != nil {
+					if cc, store, err = edgeTarget(edgeBin, self, clip, lead, logDir, edgeFlags); err != nil {
 						return err
 					}
 					defer os.RemoveAll(store)
@@ -91,7 +95,7 @@ func compareCommand(stdout, stderr io.Writer) cli.Command {
 				if werr := callsim.WriteComparison(stdout, results); werr != nil {
 					return werr
 				}
-				fmt.Fprintf(stdout, "\nload: %d calls at %v/s, prompt %s, lead %v, quiet %v; logs in %s\n", calls, rate, clip, lead, quiet, logDir)
+				fmt.Fprintf(stdout, "\nload: %d calls at %v/s, prompt %s, lead %v, quiet %v, edge flags %q; logs in %s\n", calls, rate, clip, lead, quiet, edgeFlags, logDir)
 				if err != nil {
 					return err
 				}
@@ -128,7 +132,7 @@ func floorTarget(self, clip string, lead time.Duration, logDir string) (callsim.
 
 // edgeTarget starts callcast all-in-one on free ports, playing clip, with
 // its JetStream store in a new temporary directory, store.
-func edgeTarget(edgeBin, self, clip string, lead time.Duration, logDir string) (_ callsim.Target, store string, err error) {
+func edgeTarget(edgeBin, self, clip string, lead time.Duration, logDir string, flags []string) (_ callsim.Target, store string, err error) {
 	if edgeBin == "" {
 		edgeBin = filepath.Join(filepath.Dir(self), "edge")
 		if _, err := os.Stat(edgeBin); err != nil {
@@ -159,8 +163,8 @@ func edgeTarget(edgeBin, self, clip string, lead time.Duration, logDir string) (
 	}
 	return callsim.Target{
 		Name: "callcast",
-		Command: []string{edgeBin, "-addr", addr, "-nats-listen", natsAddr, "-nats-store-dir", store,
-			"-audio-dir", audioDir, "-default-audio", filepath.Base(clip), "-lead", lead.String(), "-log-level", "warn"},
+		Command: append([]string{edgeBin, "-addr", addr, "-nats-listen", natsAddr, "-nats-store-dir", store,
+			"-audio-dir", audioDir, "-default-audio", filepath.Base(clip), "-lead", lead.String(), "-log-level", "warn"}, flags...),
 		Env:     []string{"NATS_URL="},
 		Log:     log,
 		URL:     "ws://" + addr + "/media-stream",
