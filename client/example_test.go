@@ -116,6 +116,7 @@ func ExampleClient_Calls() {
 	// MZevents01 on edge-1 for alan
 	// MZclear01 on edge-1 for barbara
 	// MZlisten01 on edge-1 for edsger
+	// MZlibrary01 on edge-1 for frances
 }
 
 func ExampleEvents_Next() {

@@ -36,7 +36,12 @@ var exampleCalls = []struct {
 	{"MZevents01", "alan", 20},
 	{"MZclear01", "barbara", 1},
 	{"MZlisten01", "edsger", 20},
+	{"MZlibrary01", "frances", 20},
 }
+
+// promptFile is a 1.5 s μ-law WAV file outside the worker's audio
+// directory, which ExampleLibrary uploads to the shared audio library.
+var promptFile string
 
 func TestMain(m *testing.M) {
 	stop, err := startSystem()
@@ -83,8 +88,16 @@ func startSystem() (stop func() error, err error) {
 			return nil, err
 		}
 	}
+	promptFile = filepath.Join(dir, "prompt", "thanks.wav")
+	if err := os.Mkdir(filepath.Dir(promptFile), 0o755); err != nil {
+		return nil, err
+	}
+	if err := writeToneWAV(promptFile, 1500*time.Millisecond); err != nil {
+		return nil, err
+	}
 
-	ns, err := bus.RunServer(bus.ServerOptions{Listen: "127.0.0.1:0"})
+	// JetStream for the shared audio library (ExampleLibrary).
+	ns, err := bus.RunServer(bus.ServerOptions{Listen: "127.0.0.1:0", JetStream: true, StoreDir: filepath.Join(dir, "jetstream")})
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +116,7 @@ func startSystem() (stop func() error, err error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := worker.New(wnc, worker.Config{ID: "worker-1", AudioDir: dir, DefaultAudio: worker.NoDefaultAudio})
+	w, err := worker.New(wnc, worker.Config{ID: "worker-1", AudioDir: dir, DefaultAudio: worker.NoDefaultAudio, JetStream: true})
 	if err != nil {
 		return nil, err
 	}
