@@ -16,7 +16,7 @@
 // flags and place a call that speaks:
 //
 //	go run ./examples/parrot
-//	go run ./cmd/callsim -param audio=none -in internal/callsim/testdata/hello.wav -in-at 1s -o echo.wav
+//	go run ./cmd/callsim -param audio=none -in internal/callsim/testdata/hello.wav -in-at 2s -o echo.wav
 //
 // -nats (env NATS_URL) points it at another bus.
 package main
@@ -197,20 +197,27 @@ func (p *parrot) closeLocked(sid string) {
 	}
 }
 
-// between returns the call's audio from stream time from to to, in ms.
+// between returns the call's audio from stream time from to to, in ms,
+// each chunk where its timestamp puts it: a frame lost on the way is
+// heard as 20 ms of silence, not as the rest arriving early.
 func (c *call) between(from, to int64) []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []byte
+	out := make([]byte, (to-from)*8)
+	for i := range out {
+		out[i] = 0xFF // μ-law silence
+	}
+	last := 0
 	for _, ch := range c.chunks {
 		start, end := ch.TimestampMs, ch.TimestampMs+int64(len(ch.Audio))/8
 		if end <= from || start >= to {
 			continue
 		}
 		a := ch.Audio[max(0, (from-start)*8):min(int64(len(ch.Audio)), (to-start)*8)]
-		out = append(out, a...)
+		off := max(0, (start-from)*8)
+		last = max(last, copy(out[off:], a)+int(off))
 	}
-	return out
+	return out[:last]
 }
 
 // echo says back the speech that speech.stopped describes.

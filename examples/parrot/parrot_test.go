@@ -59,13 +59,20 @@ func TestParrot(t *testing.T) {
 	// The parrot, as go run ./examples/parrot runs it, but for the URL.
 	pctx, pcancel := context.WithCancel(ctx)
 	var pwg sync.WaitGroup
+	var logs calltest.SyncBuffer
 	pwg.Go(func() {
 		cfg := config{natsURL: "nats://" + natsAddr, poll: 250 * time.Millisecond, pad: 100 * time.Millisecond, keep: 30 * time.Second}
-		if err := run(pctx, cfg, slog.New(slog.DiscardHandler)); err != nil {
+		if err := run(pctx, cfg, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
 			t.Errorf("parrot: %v", err)
 		}
 	})
-	defer func() { pcancel(); pwg.Wait() }()
+	defer func() {
+		pcancel()
+		pwg.Wait()
+		if t.Failed() {
+			t.Logf("parrot's log:\n%s", logs.String())
+		}
+	}()
 
 	// A test producer follows the call's events.
 	nc, err := nats.Connect("nats://" + natsAddr)
@@ -89,8 +96,9 @@ func TestParrot(t *testing.T) {
 	defer sub.Unsubscribe()
 	_ = nc.Flush()
 
-	// hello at 1 s; hello again at 6.5 s, and stop at 9.8 s, over its echo.
-	const first, second, over = 1000 * time.Millisecond, 6500 * time.Millisecond, 9800 * time.Millisecond
+	// hello at 2 s (the parrot finds calls within half a second or so);
+	// hello again at 7.5 s, and stop at 10.8 s, over its echo.
+	const first, second, over = 2000 * time.Millisecond, 7500 * time.Millisecond, 10800 * time.Millisecond
 	say := io.MultiReader(callsim.Speak(hello, first), callsim.Speak(hello, second-first-2*time.Second),
 		callsim.Speak(stop, over-second-2*time.Second))
 	c, err := callsim.Dial(ctx, callsim.Config{URL: "ws://" + ln.Addr().String() + edge.PathMediaStream,
