@@ -431,9 +431,14 @@ func TestClusterEdgeNodeKilled(t *testing.T) {
 		}
 		return true
 	})
+	s := sampleActive(fs.workers, len(calls))
+	t.Cleanup(s.finish)
 	fs.cluster.kill(0)
 	gap := fs.heardExactlyOnce(t, calls, 20*time.Second)
-	t.Logf("longest gap a caller heard: %s", gap)
+	t.Logf("longest gap a caller heard: %s; peak active playbacks %d for %d calls, longest run over %d ms", gap, s.peak.Load(), len(calls), s.over.Load())
+	if s.over.Load() > 250 {
+		t.Errorf("workers held more playbacks than calls for %d ms: superseded attempts ran on", s.over.Load())
+	}
 	if gap > time.Second {
 		t.Errorf("a caller heard %s of silence across the edge's reconnect, limit 1 s", gap)
 	}
