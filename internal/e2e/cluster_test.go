@@ -277,6 +277,19 @@ func (fs *faultSystem) placeCalls(t *testing.T, n int) []*faultCall {
 	return calls
 }
 
+// waitPlayed waits until every call has played n bytes of audio.
+func (fs *faultSystem) waitPlayed(t *testing.T, calls []*faultCall, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d ms of every call played", n/8), 10*time.Second, func() bool {
+		for _, fc := range calls {
+			if len(fc.call.Played()) < n {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // heardExactlyOnce waits for each call's playback.finished and checks that
 // the call received the prompt byte for byte: nothing lost, nothing twice.
 // It returns the longest gap a caller heard.
@@ -397,14 +410,7 @@ func TestClusterWorkerKilled(t *testing.T) {
 	checkLeaks(t)
 	fs := startFaultSystem(t, faultOptions{})
 	calls := fs.placeCalls(t, 20)
-	waitFor(t, "a second of every call played", 10*time.Second, func() bool {
-		for _, fc := range calls {
-			if len(fc.call.Played()) < 8000 {
-				return false
-			}
-		}
-		return true
-	})
+	fs.waitPlayed(t, calls, 8000)
 	victim := fs.workers[0]
 	t.Logf("killing %s with %d playbacks", victim.name, victim.Active())
 	victim.kill()
@@ -423,14 +429,7 @@ func TestClusterEdgeNodeKilled(t *testing.T) {
 	checkLeaks(t)
 	fs := startFaultSystem(t, faultOptions{})
 	calls := fs.placeCalls(t, 10)
-	waitFor(t, "a second of every call played", 10*time.Second, func() bool {
-		for _, fc := range calls {
-			if len(fc.call.Played()) < 8000 {
-				return false
-			}
-		}
-		return true
-	})
+	fs.waitPlayed(t, calls, 8000)
 	s := sampleActive(fs.workers, len(calls))
 	t.Cleanup(s.finish)
 	fs.cluster.kill(0)
@@ -454,14 +453,7 @@ func TestClusterOutage(t *testing.T) {
 	checkLeaks(t)
 	fs := startFaultSystem(t, faultOptions{concurrency: 20, promptDur: 6 * time.Second})
 	calls := fs.placeCalls(t, 26)
-	waitFor(t, "a second of every call played", 10*time.Second, func() bool {
-		for _, fc := range calls {
-			if len(fc.call.Played()) < 8000 {
-				return false
-			}
-		}
-		return true
-	})
+	fs.waitPlayed(t, calls, 8000)
 	s := sampleActive(fs.workers, len(calls))
 	t.Cleanup(s.finish)
 	for i := range 3 {
@@ -496,14 +488,7 @@ func TestClusterWorkerDrained(t *testing.T) {
 	checkLeaks(t)
 	fs := startFaultSystem(t, faultOptions{})
 	calls := fs.placeCalls(t, 10)
-	waitFor(t, "half a second of every call played", 10*time.Second, func() bool {
-		for _, fc := range calls {
-			if len(fc.call.Played()) < 4000 {
-				return false
-			}
-		}
-		return true
-	})
+	fs.waitPlayed(t, calls, 4000)
 	drained := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
