@@ -416,6 +416,9 @@ func TestComposeInterpolation(t *testing.T) {
 		"LOG_LEVEL":          "debug",
 		"LOG_FORMAT":         "text",
 		"EDGE_PORT":          "9000",
+		"LIBRARY_MAX_BYTES":  "1000000",
+		"CACHE_MAX_BYTES":    "2000000",
+		"NATS_REPLICAS":      "3",
 	}
 	tests := []struct {
 		name, service, key, want string
@@ -429,6 +432,9 @@ func TestComposeInterpolation(t *testing.T) {
 		{"DRAIN_TIMEOUT", "worker", "DRAIN_TIMEOUT", "12s"},
 		{"LOG_LEVEL", "edge", "LOG_LEVEL", "debug"},
 		{"LOG_FORMAT", "worker", "LOG_FORMAT", "text"},
+		{"LIBRARY_MAX_BYTES", "worker", "LIBRARY_MAX_BYTES", "1000000"},
+		{"CACHE_MAX_BYTES", "worker", "CACHE_MAX_BYTES", "2000000"},
+		{"NATS_REPLICAS", "worker", "NATS_REPLICAS", "3"},
 	}
 	for _, file := range []string{"docker-compose.yml", "docker-compose.cluster.yml"} {
 		p := mustLoadCompose(t, env, file)

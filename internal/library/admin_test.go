@@ -52,7 +52,7 @@ func TestLibraryAdmin(t *testing.T) {
 	w := list[0]
 	if w.Size != int64(len(speech)) || w.SHA256 != fmt.Sprintf("%x", sha256.Sum256(speech)) || !w.Cached ||
 		w.Info.Format != "mp3" || w.Info.SampleRate != 22050 || w.Info.Channels != 1 ||
-		w.Info.Duration != up.Info.Duration.Truncate(time.Millisecond) || w.UploadedAt.Before(before.Add(-time.Second)) {
+		w.Info.Duration != up.Info.Duration.Round(time.Millisecond) || w.UploadedAt.Before(before.Add(-time.Second)) {
 		t.Errorf("list: welcome %+v, put %+v", w, up)
 	}
 	// Not transcoded yet: ls knows its size only; info reads its header.

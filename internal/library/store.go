@@ -339,7 +339,7 @@ func (l *Library) Put(ctx context.Context, name string, r io.Reader) (Object, er
 
 	meta := metaFromInfo(up.Info)
 	delete(meta, metaPipeline)
-	meta[metaDurationMs] = strconv.FormatInt(up.Info.Duration.Milliseconds(), 10)
+	meta[metaDurationMs] = strconv.FormatInt(up.Info.Duration.Round(time.Millisecond).Milliseconds(), 10)
 	if st.audio.max > 0 {
 		need := storedSize(AudioBucket, name, sp.size, meta)
 		used, free, err := st.audio.free(ctx)
