@@ -28,7 +28,7 @@ import (
 // examples and internal/e2e run the client against the real product.
 
 // natsConn runs an in-process NATS server and returns a connection to it.
-func natsConn(t *testing.T, maxPayload int32) *nats.Conn {
+func natsConn(t testing.TB, maxPayload int32) *nats.Conn {
 	t.Helper()
 	ns, err := server.NewServer(&server.Options{DontListen: true, NoLog: true, NoSigs: true, MaxPayload: maxPayload})
 	if err != nil {
@@ -48,7 +48,7 @@ func natsConn(t *testing.T, maxPayload int32) *nats.Conn {
 }
 
 // respond answers every request on subject with what answer returns.
-func respond(t *testing.T, nc *nats.Conn, subject string, answer func(*nats.Msg) []byte) {
+func respond(t testing.TB, nc *nats.Conn, subject string, answer func(*nats.Msg) []byte) {
 	t.Helper()
 	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
 		if data := answer(m); data != nil {
@@ -64,7 +64,7 @@ func respond(t *testing.T, nc *nats.Conn, subject string, answer func(*nats.Msg)
 	}
 }
 
-func mustJSON(t *testing.T, v any) []byte {
+func mustJSON(t testing.TB, v any) []byte {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {

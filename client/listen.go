@@ -103,21 +103,30 @@ func (l *Listener) request(ctx context.Context, asked time.Duration) (time.Durat
 	if err != nil {
 		return 0, opError("listen", err)
 	}
+	return leaseOf(msg.Data, l.sid)
+}
+
+// leaseOf reads the edge's answer to a lease request on sid's audio: the
+// lease's length, or the error it answered.
+func leaseOf(data []byte, sid string) (time.Duration, error) {
 	var reply bus.ListenReply
-	if len(msg.Data) > bus.MaxMessageSize || json.Unmarshal(msg.Data, &reply) != nil || reply.Type != bus.TypeListenReply {
-		return 0, fmt.Errorf("client: listen: %w: %.200q", ErrBadReply, msg.Data)
+	if len(data) > bus.MaxMessageSize || json.Unmarshal(data, &reply) != nil || reply.Type != bus.TypeListenReply {
+		return 0, fmt.Errorf("client: listen: %w: %.200q", ErrBadReply, data)
 	}
 	if reply.Error != nil {
 		return 0, fmt.Errorf("client: listen: %w", replyError(reply.Error))
 	}
-	if want := bus.StreamIn(l.sid); reply.Subject != "" && reply.Subject != want {
+	if want := bus.StreamIn(sid); reply.Subject != "" && reply.Subject != want {
 		return 0, fmt.Errorf("client: listen: %w: subject %.80q, want %q", ErrBadReply, reply.Subject, want)
 	}
 	if reply.LeaseMs <= 0 {
 		return defaultLease, nil
 	}
-	return time.Duration(reply.LeaseMs) * time.Millisecond, nil
+	return time.Duration(min(reply.LeaseMs, maxLeaseMs)) * time.Millisecond, nil
 }
+
+// maxLeaseMs bounds a lease the client believes: an hour.
+const maxLeaseMs = 3600_000
 
 // renew renews the lease at half its length until Close or the call's end.
 func (l *Listener) renew(asked time.Duration) {

@@ -200,6 +200,7 @@ type StreamWriter struct {
 
 	mu     sync.Mutex
 	seq    int64
+	msg    nats.Msg // reused for every message
 	closed bool
 }
 
@@ -246,12 +247,16 @@ func (w *StreamWriter) Close() error {
 
 func (w *StreamWriter) publish(p []byte, end bool) error {
 	w.seq++
-	msg := &nats.Msg{Subject: w.subject, Data: p, Header: nats.Header{}}
-	msg.Header.Set(bus.HeaderSeq, strconv.FormatInt(w.seq, 10))
-	if end {
-		msg.Header.Set(bus.HeaderEnd, "true")
+	// One message, reused: PublishMsg copies it out before it returns.
+	if w.msg.Header == nil {
+		w.msg = nats.Msg{Subject: w.subject, Header: nats.Header{bus.HeaderSeq: {""}}}
 	}
-	if err := w.nc.PublishMsg(msg); err != nil {
+	w.msg.Data = p
+	w.msg.Header[bus.HeaderSeq][0] = strconv.FormatInt(w.seq, 10)
+	if end {
+		w.msg.Header[bus.HeaderEnd] = []string{"true"}
+	}
+	if err := w.nc.PublishMsg(&w.msg); err != nil {
 		w.seq--
 		return fmt.Errorf("client: stream %s: publish: %w", w.pb.ID, err)
 	}
