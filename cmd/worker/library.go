@@ -23,13 +23,19 @@ import (
 	"github.com/callcast/callcast/internal/library"
 )
 
-const libraryArgs = "ls | info NAME | get [-o FILE] NAME | rm NAME | upload [-name NAME] FILE"
+const libraryArgs = "ls [-cache] | info NAME | get [-o FILE] NAME | rm NAME | upload [-name NAME] FILE"
 
 const libraryHelp = `Manages the shared audio library: the JetStream Object Store bucket
 callcast-audio, which every worker plays from by name (after AUDIO_DIR).
 
   ls                      every object: name, format, rate, channels, duration,
                           size, when it was uploaded, whether its μ-law is cached
+  ls -cache               every entry of the shared transcode cache
+                          (callcast-cache), least recently used first: its
+                          source's SHA-256, pipeline version (old ones are
+                          evicted first), size, last use, and the library
+                          objects it is the μ-law of ("-": a local file's, or
+                          audio no longer in the library)
   info NAME               one object, with its SHA-256
   get [-o FILE] NAME      download it to FILE (default: NAME's base name; - for
                           standard output)
@@ -49,7 +55,7 @@ under deploy/nats/auth.conf, log in as user worker.`
 // libraryFlags are the library command's settings.
 type libraryFlags struct {
 	nats                 bus.ConnOptions
-	json                 bool
+	json, cache          bool
 	out, name            string
 	timeout              time.Duration
 	libraryMax, cacheMax int64
@@ -66,6 +72,7 @@ func libraryCommand(stdout io.Writer) cli.Command {
 			f.String(&lf.nats.URL, "nats", "NATS_URL", "nats://127.0.0.1:4222", "NATS URL(s), comma-separated")
 			f.NATSCredentials(&lf.nats.Creds, &lf.nats.User, &lf.nats.Password, &lf.nats.Token)
 			f.BoolVar(&lf.json, "json", false, "print JSON instead of a table")
+			f.BoolVar(&lf.cache, "cache", false, "ls: the shared transcode cache's entries instead")
 			f.StringVar(&lf.out, "o", "", "get: the file to write; - for standard output")
 			f.StringVar(&lf.name, "name", "", "upload: the audio's name; default: FILE's base name")
 			f.DurationVar(&lf.timeout, "timeout", time.Minute, "give up after this long")
@@ -105,7 +112,7 @@ func defineBucketFlags(f *cli.Flags, lf *libraryFlags) {
 }
 
 // verbFlags are the flags only some verbs take.
-var verbFlags = map[string]string{"o": "get", "name": "upload"}
+var verbFlags = map[string]string{"o": "get", "name": "upload", "cache": "ls"}
 
 func runLibrary(ctx context.Context, verb string, f *cli.Flags, args []string, lf libraryFlags, stdout io.Writer) error {
 	want := map[string]int{"ls": 0, "info": 1, "get": 1, "rm": 1, "upload": 1}
@@ -151,6 +158,13 @@ func runLibrary(ctx context.Context, verb string, f *cli.Flags, args []string, l
 	}
 	switch verb {
 	case "ls":
+		if lf.cache {
+			entries, err := lib.CacheEntries(ctx)
+			if err != nil {
+				return wrap(err)
+			}
+			return printCache(stdout, entries, lf.json)
+		}
 		objs, err := lib.List(ctx)
 		if err != nil {
 			return wrap(err)
@@ -348,6 +362,44 @@ func printObject(w io.Writer, o library.Object, asJSON bool) error {
 		{"cached", yesNo(o.Cached)},
 	} {
 		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
+	}
+	return tw.Flush()
+}
+
+// cacheJSON is how -json prints a cache entry.
+type cacheJSON struct {
+	Key        string    `json:"key"`
+	SHA256     string    `json:"sha256"`
+	Pipeline   string    `json:"pipeline"`
+	Current    bool      `json:"current"`
+	Size       int64     `json:"size"`
+	DurationMs int64     `json:"durationMs"`
+	LastUse    time.Time `json:"lastUse"`
+	Sources    []string  `json:"sources"`
+}
+
+func printCache(w io.Writer, entries []library.CacheEntry, asJSON bool) error {
+	if asJSON {
+		out := make([]cacheJSON, 0, len(entries))
+		for _, e := range entries {
+			out = append(out, cacheJSON{Key: e.Key, SHA256: e.SHA256, Pipeline: e.Pipeline, Current: e.Current, Size: e.Size,
+				DurationMs: e.Info.Duration.Milliseconds(), LastUse: e.LastUse.UTC(), Sources: append([]string{}, e.Sources...)})
+		}
+		return writeJSON(w, out)
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "SHA256\tPIPELINE\tSIZE\tDURATION\tLAST USE\tSOURCE")
+	for _, e := range entries {
+		version := e.Pipeline
+		if !e.Current {
+			version += " (old)"
+		}
+		src := "-"
+		if len(e.Sources) > 0 {
+			src = strings.Join(e.Sources, ", ")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.SHA256[:min(12, len(e.SHA256))], version, size(e.Size),
+			duration(e.Info.Duration), e.LastUse.UTC().Format(time.DateTime), src)
 	}
 	return tw.Flush()
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -82,6 +83,31 @@ func TestLibraryCommand(t *testing.T) {
 		objs[1].SampleRate != 22050 || objs[1].Channels != 1 || objs[1].DurationMs < 2600 || objs[1].UploadedAt.IsZero() || !objs[1].Cached {
 		t.Errorf("ls -json: %+v", objs)
 	}
+
+	// The cache: each prompt's μ-law, named by its source. Uploading other
+	// audio under a name drops the replaced audio's entry.
+	cache := run(t, 0, "ls", "-cache")
+	if !strings.Contains(cache, "SHA256") || !strings.Contains(cache, objs[1].SHA256[:12]) || !strings.Contains(cache, "prompts/welcome.mp3") {
+		t.Errorf("ls -cache:\n%s", cache)
+	}
+	run(t, 0, "upload", "-name", "replaced.wav", wav)
+	run(t, 0, "upload", "-name", "replaced.wav", mp3)
+	var entries []cacheJSON
+	if err := json.Unmarshal([]byte(run(t, 0, "ls", "-cache", "-json")), &entries); err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 2 {
+		t.Errorf("ls -cache -json: %+v, want the two contents' entries", entries)
+	}
+	for _, e := range entries {
+		if !e.Current || e.Size == 0 || e.LastUse.IsZero() || len(e.Sources) == 0 {
+			t.Errorf("cache entry %+v", e)
+		}
+		if e.SHA256 == objs[1].SHA256 && !slices.Equal(e.Sources, []string{"prompts/welcome.mp3", "replaced.wav"}) {
+			t.Errorf("welcome's entry has sources %q", e.Sources)
+		}
+	}
+	run(t, 0, "rm", "replaced.wav")
 
 	info := run(t, 0, "info", "prompts/welcome.mp3")
 	for _, want := range []string{"name:", "prompts/welcome.mp3", "sha256:", objs[1].SHA256, "cached:", "yes"} {

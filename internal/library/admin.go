@@ -144,10 +144,10 @@ func (l *Library) Get(ctx context.Context, name string, w io.Writer) (Object, er
 }
 
 // Remove deletes object name from the audio library, and its μ-law from
-// the shared cache and this Library's memory. Playbacks already under way
-// play to their end (a worker holds what it plays); the next request for
-// the name finds nothing (ErrNotFound). Another name with the same content
-// is left in the library; its μ-law is transcoded again when next played.
+// the shared cache and this Library's memory unless another object of the
+// library has the same content. Playbacks already under way play to their
+// end (a worker holds what it plays); the next request for the name finds
+// nothing (ErrNotFound).
 func (l *Library) Remove(ctx context.Context, name string) (Object, error) {
 	if err := CheckName(name); err != nil {
 		return Object{}, err
@@ -169,7 +169,7 @@ func (l *Library) Remove(ctx context.Context, name string) (Object, error) {
 	if !found {
 		return o, fmt.Errorf("%w: %q", ErrNotFound, name)
 	}
-	if key := objectKey(info); key != "" {
+	if key := objectKey(info); key != "" && !l.contentInUse(ctx, st, key) {
 		l.mem.remove(key)
 		if _, err := removeObject(ctx, st.cache, key); err != nil {
 			return o, fmt.Errorf("%w: remove the cached μ-law of %q: %w", ErrUnavailable, name, err)
@@ -177,4 +177,69 @@ func (l *Library) Remove(ctx context.Context, name string) (Object, error) {
 		o.Cached = false
 	}
 	return o, nil
+}
+
+// contentInUse reports whether a library object has the content of cache
+// key; true when that cannot be known.
+func (l *Library) contentInUse(ctx context.Context, st *stores, key string) bool {
+	objs, err := st.audio.obs.List(ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return false
+	}
+	if err != nil {
+		return true
+	}
+	return slices.ContainsFunc(objs, func(o *jetstream.ObjectInfo) bool { return objectKey(o) == key })
+}
+
+// CacheEntry describes an entry of the shared transcode cache
+// (CacheBucket).
+type CacheEntry struct {
+	Key      string // "<SHA-256 of the source>.<pipeline version>"
+	SHA256   string // of the source, hex
+	Pipeline string // the pipeline version that made it
+	// Current: made by this version of the pipeline. Entries of other
+	// versions are never read again, and are evicted first.
+	Current bool
+	Size    int64      // bytes of μ-law
+	Info    audio.Info // of the source; Duration is the μ-law's
+	LastUse time.Time  // when a worker last recorded using it (or stored it)
+	Sources []string   // names of library objects with this content
+}
+
+// CacheEntries describes every entry of the shared cache, least recently
+// used first, with the library objects whose μ-law each is. An entry with
+// no source is the μ-law of a local file (AUDIO_DIR), or of audio no longer
+// in the library, which eviction removes in its turn.
+func (l *Library) CacheEntries(ctx context.Context) ([]CacheEntry, error) {
+	st, err := l.requireStores(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sources := map[string][]string{} // by SHA-256
+	objs, err := st.audio.obs.List(ctx)
+	if err != nil && !errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return nil, fmt.Errorf("%w: list: %w", ErrUnavailable, err)
+	}
+	for _, o := range objs {
+		if key := objectKey(o); key != "" {
+			sources[key[:64]] = append(sources[key[:64]], o.Name)
+		}
+	}
+	entries, err := st.cache.obs.List(ctx)
+	if err != nil && !errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return nil, fmt.Errorf("%w: list the cache: %w", ErrUnavailable, err)
+	}
+	out := make([]CacheEntry, 0, len(entries))
+	for _, e := range entries {
+		sum, version, _ := strings.Cut(e.Name, ".")
+		info := infoFromMeta(e.Metadata)
+		info.Duration = time.Duration(e.Size) * time.Second / audio.SampleRate
+		out = append(out, CacheEntry{
+			Key: e.Name, SHA256: sum, Pipeline: version, Current: version == audio.PipelineVersion,
+			Size: int64(e.Size), Info: info, LastUse: e.ModTime, Sources: sources[sum],
+		})
+	}
+	slices.SortFunc(out, func(a, b CacheEntry) int { return a.LastUse.Compare(b.LastUse) })
+	return out, nil
 }

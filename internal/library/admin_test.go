@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -513,4 +514,47 @@ func TestReplicas(t *testing.T) {
 		t.Error("the surviving servers played other audio")
 	}
 	t.Logf("played at %v", time.Since(t0))
+}
+
+func TestCachedContentFollowsTheLibrary(t *testing.T) {
+	ns := runNATS(t, true)
+	ctx := context.Background()
+	js := connectJS(t, ns)
+	l := newLibrary(t, Options{JS: js})
+	cache, err := js.ObjectStore(ctx, CacheBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cached := func(src []byte) bool {
+		sum := sha256.Sum256(src)
+		_, err := cache.GetInfo(ctx, cacheKey(sum[:]))
+		return err == nil
+	}
+	a, b := toneWAV(time.Second, 440), toneWAV(time.Second, 880)
+	for _, put := range []struct {
+		name string
+		data []byte
+	}{{"a.wav", a}, {"copy-of-a.wav", a}, {"b.wav", b}} {
+		if _, err := l.Put(ctx, put.name, bytes.NewReader(put.data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Removing one of two names of the same content keeps its μ-law.
+	if _, err := l.Remove(ctx, "copy-of-a.wav"); err != nil {
+		t.Fatal(err)
+	}
+	if !cached(a) {
+		t.Error("a's μ-law dropped while a.wav has it")
+	}
+	// Replacing b.wav by other audio drops b's μ-law, which nothing plays.
+	if _, err := l.Put(ctx, "b.wav", bytes.NewReader(a)); err != nil {
+		t.Fatal(err)
+	}
+	if cached(b) || !cached(a) {
+		t.Errorf("after replacing b.wav: b cached %v, a cached %v; want false, true", cached(b), cached(a))
+	}
+	entries, err := l.CacheEntries(ctx)
+	if err != nil || len(entries) != 1 || !entries[0].Current || !slices.Equal(entries[0].Sources, []string{"a.wav", "b.wav"}) {
+		t.Errorf("cache entries: %+v, %v", entries, err)
+	}
 }

@@ -353,6 +353,10 @@ func (l *Library) Put(ctx context.Context, name string, r io.Reader) (Object, er
 	if _, err := sp.f.Seek(0, io.SeekStart); err != nil {
 		return up, fmt.Errorf("library: %q: %w", name, err)
 	}
+	var replaced string // the cache key of the content replaced
+	if old, err := st.audio.obs.GetInfo(ctx, name); err == nil {
+		replaced = objectKey(old)
+	}
 	info, err := st.audio.obs.Put(ctx, jetstream.ObjectMeta{Name: name, Metadata: meta}, sp.f)
 	if err != nil {
 		if unreachable(err) {
@@ -361,6 +365,13 @@ func (l *Library) Put(ctx context.Context, name string, r io.Reader) (Object, er
 		return up, fmt.Errorf("library: put %q: %w", name, err)
 	}
 	up.UploadedAt = info.ModTime
+	if key := cacheKey(sp.sum[:]); replaced != "" && replaced != key && !l.contentInUse(ctx, st, replaced) {
+		// The replaced content's μ-law would only wait for eviction.
+		l.mem.remove(replaced)
+		if _, err := removeObject(ctx, st.cache, replaced); err != nil {
+			l.log.Warn("shared cache: removing the replaced audio's entry failed", "audio", name, "key", replaced, "err", err)
+		}
+	}
 	if out.keep {
 		e := newEntry(cacheKey(sp.sum[:]), out.buf, tr.Info())
 		l.mem.put(e)
