@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"testing"
 	"time"
@@ -269,4 +271,63 @@ func TestClientFindsCallsOnEveryEdge(t *testing.T) {
 	}
 	want = slices.Delete(want, 1, 2)
 	waitFor(t, "the ended call to leave the list", 5*time.Second, func() bool { return slices.Equal(list(), want) })
+}
+
+// The client hears the caller: what the double's caller says, chunk for
+// chunk, with Twilio's chunk numbers and timestamps, from the lease on.
+func TestClientListensToTheCaller(t *testing.T) {
+	s := producerSystem(t, "testdata/audio")
+	c := client.New(s.nc, client.Options{})
+	ctx := clientCtx(t)
+
+	// 10 s of a caller whose every 20 ms frame is its own.
+	said := make([]byte, 10*8000)
+	for i := range said {
+		said[i] = byte(i/160*7 + i%160)
+	}
+	sid := newSid("MZ")
+	call, err := callsim.Dial(ctx, callsim.Config{URL: s.wsURL, StreamSid: sid, CallerAudio: bytes.NewReader(said), Speed: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = call.Close() })
+	waitForStart(t, s, sid)
+
+	l, err := c.Listen(ctx, sid, client.ListenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	heard := 0
+	for heard < 8000 {
+		ch, err := l.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		off := (ch.Seq - 1) * 160
+		if ch.Seq < 1 || off+int64(len(ch.Audio)) > int64(len(said)) || !bytes.Equal(ch.Audio, said[off:off+int64(len(ch.Audio))]) {
+			t.Fatalf("chunk %d (%d bytes) is not what the caller said from byte %d", ch.Seq, len(ch.Audio), off)
+		}
+		if ch.TimestampMs != (ch.Seq-1)*20 {
+			t.Errorf("chunk %d stamped %d ms, want %d", ch.Seq, ch.TimestampMs, (ch.Seq-1)*20)
+		}
+		heard += len(ch.Audio)
+	}
+
+	// The call ends: Next says so once what came before is read.
+	if err := call.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := l.Next(ctx)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after hang-up: %v, want io.EOF", err)
+		}
+	}
+	if n := l.Dropped(); n != 0 {
+		t.Errorf("%d chunks dropped", n)
+	}
 }
