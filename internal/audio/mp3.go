@@ -40,7 +40,6 @@ type mp3Reader struct {
 	flush    bool      // delivering silence up to the recorded length
 	failures int       // bad frames, fewer than goodFrames apart
 	lastBad  int64     // frame count at the last bad frame
-	offset   func() int64
 }
 
 // rateChange ends the samples at one rate: the next samples are at rate.
@@ -59,17 +58,18 @@ const (
 )
 
 func parseMP3(br *bufio.Reader) (*mp3Reader, Info, error) {
-	if _, err := skipID3v2(br); err != nil {
+	tags, err := skipID3v2(br)
+	if err != nil {
 		return nil, Info{}, err
 	}
-	h, err := findFirstFrame(br)
+	h, junk, err := findFirstFrame(br)
 	if err != nil {
 		return nil, Info{}, err
 	}
 	if h.layer != 3 {
 		return nil, Info{}, fmt.Errorf("%w: %s (only Layer III is supported); convert with: ffmpeg -i in.mp2 out.mp3", ErrUnsupported, h)
 	}
-	fr := &frameReader{br: br, cur: h}
+	fr := &frameReader{br: br, cur: h, pos: tags + junk}
 	if err := fr.next(); err != nil {
 		return nil, Info{}, fmt.Errorf("%w: mp3: first frame: %w", ErrBadInput, err)
 	}

@@ -138,9 +138,10 @@ func (h mpegHeader) String() string {
 }
 
 // skipID3v2 discards any ID3v2 tags at the start of br, streaming through
-// them (cover art can be megabytes), and returns how many it skipped.
-func skipID3v2(br *bufio.Reader) (int, error) {
-	n := 0
+// them (cover art can be megabytes), and returns how many bytes it
+// skipped.
+func skipID3v2(br *bufio.Reader) (int64, error) {
+	var n int64
 	for {
 		b, err := br.Peek(10)
 		if err != nil && !errors.Is(err, io.EOF) {
@@ -163,7 +164,7 @@ func skipID3v2(br *bufio.Reader) (int, error) {
 			}
 			return n, fmt.Errorf("%w: read: %w", ErrBadInput, err)
 		}
-		n++
+		n += int64(size)
 	}
 }
 
@@ -202,13 +203,15 @@ func isTag(b []byte) bool {
 
 // findFirstFrame skips junk (at most maxJunk bytes) up to the first frame
 // header that is confirmed by the ones after it, and returns that header
-// without consuming it. Right at the start one more header is enough; after
+// without consuming it, and how many bytes it skipped. Right at the start
+// one more header (or a tag, or the end of the input) is enough; after
 // junk it takes two more, so that random bytes are not taken for audio.
-func findFirstFrame(br *bufio.Reader) (mpegHeader, error) {
-	for skipped := 0; skipped <= maxJunk; {
+func findFirstFrame(br *bufio.Reader) (mpegHeader, int64, error) {
+	skipped := 0
+	for skipped <= maxJunk {
 		b, err := br.Peek(4*maxFrameLen + 4)
 		if err != nil && !errors.Is(err, io.EOF) {
-			return mpegHeader{}, fmt.Errorf("%w: read mp3: %w", ErrBadInput, err)
+			return mpegHeader{}, int64(skipped), fmt.Errorf("%w: read mp3: %w", ErrBadInput, err)
 		}
 		atEOF := err != nil
 		if len(b) < 4 {
@@ -229,7 +232,7 @@ func findFirstFrame(br *bufio.Reader) (mpegHeader, error) {
 			}
 			if h, ok := confirmFrame(b[i:], atEOF, follow); ok {
 				br.Discard(i)
-				return h, nil
+				return h, int64(skipped + i), nil
 			}
 		}
 		if atEOF && i+4 > len(b) {
@@ -238,7 +241,7 @@ func findFirstFrame(br *bufio.Reader) (mpegHeader, error) {
 		br.Discard(i)
 		skipped += i
 	}
-	return mpegHeader{}, fmt.Errorf("%w: no MPEG audio frames found", ErrBadInput)
+	return mpegHeader{}, int64(skipped), fmt.Errorf("%w: no MPEG audio frames found", ErrBadInput)
 }
 
 // vbrTag is what the first frame's Xing/Info/VBRI and LAME tags say.

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -250,5 +252,29 @@ func TestCorruptSideInfo(t *testing.T) {
 				t.Errorf("%d blocks of %d samples differ from the clean decoding, want 1 to 16", differ, block)
 			}
 		})
+	}
+}
+
+// TestUndecodableEndsWithError: Layer II frames after Layer III ones end
+// the transcode with an error that says where and why, after all of the
+// Layer III audio.
+func TestUndecodableEndsWithError(t *testing.T) {
+	mp3 := fixture(t, "onset-48k-stereo-cbr.mp3")
+	whole, _, err := transcodeAll(t, mp3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := append(bytes.Clone(mp3), fixture(t, "layer2.mp2")...)
+	out, _, err := transcodeAll(t, data)
+	if !errors.Is(err, ErrBadInput) {
+		t.Fatalf("error %v, want ErrBadInput", err)
+	}
+	for _, want := range []string{"Layer II", fmt.Sprintf("byte %d", len(mp3))} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if len(out) != len(whole) {
+		t.Errorf("%d samples before the error, want all %d of the MP3", len(out), len(whole))
 	}
 }

@@ -128,7 +128,9 @@ type Decoder struct {
 	overlap [2][32][18]float32
 	olBands [2]int       // subbands with non-zero overlap
 	synth   [3]synthesis // left, right, and the mono mix
-	mix     [576]float32
+	// The mono mix's overlap (DecodeFrameMono).
+	olMix      [32][18]float32
+	olMixBands int
 
 	last    Header
 	started bool
@@ -151,6 +153,8 @@ func (d *Decoder) Reset() {
 	d.resLen = 0
 	d.overlap = [2][32][18]float32{}
 	d.olBands = [2]int{}
+	d.olMix = [32][18]float32{}
+	d.olMixBands = 0
 	d.synth = [3]synthesis{}
 	d.started = false
 	d.fadeIn = false
@@ -186,8 +190,9 @@ func (d *Decoder) DecodeFrame(frame []byte, pcm []int16) (Header, error) {
 // DecodeFrameMono decodes one whole frame into out (at least h.Samples
 // values), mixed down to mono: the average of the channels, in units of
 // 16-bit samples, neither rounded nor clipped. The channels are mixed
-// before the synthesis filter bank, which is linear, so a stereo frame
-// costs one synthesis instead of two.
+// before the hybrid and synthesis filter banks, which are linear, so a
+// stereo frame costs one IMDCT and one synthesis instead of two. A Decoder
+// should be used with DecodeFrame or with DecodeFrameMono, not both.
 func (d *Decoder) DecodeFrameMono(frame []byte, out []float32) (Header, error) {
 	h, err := d.begin(frame)
 	if err != nil {
@@ -200,17 +205,8 @@ func (d *Decoder) DecodeFrameMono(frame []byte, out []float32) (Header, error) {
 		if err := d.spectrum(gr, h); err != nil {
 			return h, err
 		}
-		d.hybrid(gr, 0)
-		if h.Channels == 2 {
-			d.hybrid(gr, 1)
-			a, b := &d.xr[0], &d.xr[1]
-			for i := range d.mix {
-				d.mix[i] = 0.5 * (a[i] + b[i])
-			}
-			d.synth[2].runFloat(&d.mix, out[gr*576:])
-		} else {
-			d.synth[2].runFloat(&d.xr[0], out[gr*576:])
-		}
+		d.mixHybrid(gr, h.Channels)
+		d.synth[2].runFloat(&d.xr[0], out[gr*576:])
 		if d.fadeIn && !d.silent {
 			// The first granule after a concealed frame has no overlap
 			// to cancel its alias: fade it in.
@@ -221,6 +217,45 @@ func (d *Decoder) DecodeFrameMono(frame []byte, out []float32) (Header, error) {
 		}
 	}
 	return h, nil
+}
+
+// mixHybrid runs the hybrid filter bank of granule gr on the average of
+// its channels, into d.xr[0], with the mix's own overlap: both stages are
+// linear. When the channels' block types agree (nearly always) the
+// spectra are mixed first and transformed once.
+func (d *Decoder) mixHybrid(gr, nch int) {
+	g0, a := &d.si[gr][0], &d.xr[0]
+	if nch == 1 {
+		hybridWith(g0, a, &d.olMix, &d.olMixBands)
+		return
+	}
+	g1, b := &d.si[gr][1], &d.xr[1]
+	if g0.blockType == g1.blockType && g0.mixed == g1.mixed {
+		lim := max(g0.limit, g1.limit)
+		for i := range lim {
+			a[i] = 0.5 * (a[i] + b[i])
+		}
+		g0.limit = lim
+		hybridWith(g0, a, &d.olMix, &d.olMixBands)
+		return
+	}
+	for i := range 576 {
+		a[i] *= 0.5
+		b[i] *= 0.5
+	}
+	hybridWith(g0, a, &d.olMix, &d.olMixBands)
+	var ol [32][18]float32
+	bands := 0
+	hybridWith(g1, b, &ol, &bands)
+	for i := range 576 {
+		a[i] += b[i]
+	}
+	for sb := range bands {
+		for i := range 18 {
+			d.olMix[sb][i] += ol[sb][i]
+		}
+	}
+	d.olMixBands = max(d.olMixBands, bands)
 }
 
 // begin parses the frame's header and side information and assembles its
@@ -318,21 +353,11 @@ func (d *Decoder) ConcealMono(h Header, out []float32) {
 		h.Channels = 1
 	}
 	for gr := range h.granules() {
-		for ch := range h.Channels {
-			g := &d.si[gr][ch]
-			*g = granule{bands: &bandLists[h.rateIndex][0]}
-			clear(d.xr[ch][:])
-		}
-		d.hybrid(gr, 0)
-		if h.Channels == 2 {
-			d.hybrid(gr, 1)
-			for i := range d.mix {
-				d.mix[i] = 0.5 * (d.xr[0][i] + d.xr[1][i])
-			}
-			d.synth[2].runFloat(&d.mix, out[gr*576:])
-		} else {
-			d.synth[2].runFloat(&d.xr[0], out[gr*576:])
-		}
+		g := &d.si[gr][0]
+		*g = granule{bands: &bandLists[h.rateIndex][0]}
+		clear(d.xr[0][:])
+		d.mixHybrid(gr, 1)
+		d.synth[2].runFloat(&d.xr[0], out[gr*576:])
 	}
 	// Half of what the filter banks still held is time-domain alias that
 	// the lost frame would have cancelled: fade it out within the first

@@ -68,11 +68,15 @@ func init() {
 // hybrid turns channel ch of granule gr from spectral lines into subband
 // samples, frequency inversion included.
 func (d *Decoder) hybrid(gr, ch int) {
-	g := &d.si[gr][ch]
-	xr := &d.xr[ch]
+	hybridWith(&d.si[gr][ch], &d.xr[ch], &d.overlap[ch], &d.olBands[ch])
+}
+
+// hybridWith is hybrid for the lines xr of granule g, overlapping with ol,
+// of which the first *olBands subbands may be non-zero.
+func hybridWith(g *granule, xr *[576]float32, ol *[32][18]float32, olBands *int) {
 	limit := g.limit
 	if g.blockType == 2 {
-		limit = d.reorder(g, xr, limit)
+		limit = reorder(g, xr, limit)
 	}
 	// Alias reduction between long-block subbands.
 	if g.blockType != 2 || g.mixed {
@@ -92,9 +96,8 @@ func (d *Decoder) hybrid(gr, ch int) {
 		}
 	}
 	bands := (limit + 17) / 18
-	ol := &d.overlap[ch]
 	var out [36]float32
-	total := max(bands, d.olBands[ch])
+	total := max(bands, *olBands)
 	for sb := range total {
 		s := xr[18*sb : 18*sb+18 : 18*sb+18]
 		o := &ol[sb]
@@ -122,14 +125,14 @@ func (d *Decoder) hybrid(gr, ch int) {
 			}
 		}
 	}
-	d.olBands[ch] = bands
+	*olBands = bands
 }
 
 // reorder puts the short-block lines (coded band by band, window after
 // window) in the order the IMDCT reads them: line f of window w at 3f+w.
 // Lines from limit up are zero; it returns the new such limit (the end of
 // the band that held the last line).
-func (d *Decoder) reorder(g *granule, xr *[576]float32, limit int) int {
+func reorder(g *granule, xr *[576]float32, limit int) int {
 	var tmp [576]float32
 	b := g.bands
 	pos := 0

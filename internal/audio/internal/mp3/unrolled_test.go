@@ -87,3 +87,53 @@ func TestWindow(t *testing.T) {
 		}
 	}
 }
+
+// TestMixHybrid: the mono mix's hybrid filter bank, with the channels'
+// block types equal or not, is the average of the channels' own.
+func TestMixHybrid(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var d Decoder
+	kinds := []struct {
+		bt    int
+		mixed bool
+	}{{0, false}, {1, false}, {2, false}, {3, false}, {2, true}}
+	for step := range 200 {
+		var want [576]float32
+		for ch := range 2 {
+			k := kinds[rng.IntN(len(kinds))]
+			if step%3 == 0 && ch == 1 {
+				k = struct {
+					bt    int
+					mixed bool
+				}{d.si[0][0].blockType, d.si[0][0].mixed}
+			}
+			g := &d.si[0][ch]
+			kind := 0
+			if k.bt == 2 {
+				kind = 1
+				if k.mixed {
+					kind = 2
+				}
+			}
+			*g = granule{blockType: k.bt, mixed: k.mixed, bands: &bandLists[0][kind], limit: 18 * (1 + rng.IntN(32))}
+			clear(d.xr[ch][:])
+			for i := range g.limit {
+				d.xr[ch][i] = float32(rng.NormFloat64())
+			}
+		}
+		// Each channel on its own (copies: the mix works in place).
+		sep := d
+		sep.hybrid(0, 0)
+		sep.hybrid(0, 1)
+		for i := range want {
+			want[i] = 0.5 * (sep.xr[0][i] + sep.xr[1][i])
+		}
+		d.overlap, d.olBands = sep.overlap, sep.olBands
+		d.mixHybrid(0, 2)
+		for i := range want {
+			if math.Abs(float64(d.xr[0][i]-want[i])) > 1e-4 {
+				t.Fatalf("step %d (block types %d/%d): line %d = %g, want %g", step, d.si[0][0].blockType, d.si[0][1].blockType, i, d.xr[0][i], want[i])
+			}
+		}
+	}
+}
