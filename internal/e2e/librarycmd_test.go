@@ -92,3 +92,20 @@ func TestLibraryRoundTrip(t *testing.T) {
 		t.Error("info after rm found it")
 	}
 }
+
+// TestLibraryOutageIsUnavailable plays a library prompt while JetStream is
+// down and NATS is not: the answer is unavailable (retry), not
+// unknown_audio, since whether the prompt exists cannot be known.
+func TestLibraryOutageIsUnavailable(t *testing.T) {
+	s := startJSSystem(t)
+	sid := newSid("MZ")
+	dial(t, s.system, sid, "")
+	waitForStart(t, s.system, sid)
+	if err := s.ns.DisableJetStream(); err != nil {
+		t.Fatal(err)
+	}
+	reply := play(t, s.nc, bus.PlayRequest{StreamSid: sid, Audio: "prompts/welcome.mp3"})
+	if reply.Error == nil || reply.Error.Code != bus.CodeUnavailable {
+		t.Errorf("play during a JetStream outage: %+v, want unavailable", reply.Error)
+	}
+}
