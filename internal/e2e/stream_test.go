@@ -363,3 +363,179 @@ func TestOutMediaPausesThePlayback(t *testing.T) {
 		}
 	}
 }
+
+// chunked cuts data into chunks of size.
+func chunked(data []byte, size int) [][]byte {
+	var c [][]byte
+	for off := 0; off < len(data); off += size {
+		c = append(c, data[off:min(off+size, len(data))])
+	}
+	return c
+}
+
+// TestStreamedPlaybackProducerTrouble: the ways a producer can go wrong
+// end the playback as the contract says, after what was sent is heard.
+func TestStreamedPlaybackProducerTrouble(t *testing.T) {
+	const idle = 400 * time.Millisecond
+	s := streamSystem(t, idle, nil)
+	ulaw := mulawTone(440, 600*time.Millisecond) // 4800 bytes
+	chunks := chunked(ulaw, 480)                 // 60 ms each
+	mulaw := &bus.StreamFormat{Format: bus.FormatMulaw}
+
+	t.Run("stalled before any audio", func(t *testing.T) {
+		sid, ev, call := liveCall(t, s, 8)
+		r := startStream(t, s.nc, bus.PlayRequest{StreamSid: sid, Stream: mulaw})
+		begin := time.Now()
+		f := ev.playback(t, bus.EventPlaybackFailed, r.PlaybackID, 5*time.Second)
+		if took := time.Since(begin); f.Error == nil || f.Error.Code != bus.CodeStalled || took < idle/2 {
+			t.Errorf("failed %+v %+v after %s, want code stalled after about %s", f.Playback, f.Error, took, idle)
+		}
+		if len(call.Received()) != 0 || f.Playback.Stream != "mulaw" {
+			t.Errorf("heard %d bytes; event %+v", len(call.Received()), f.Playback)
+		}
+	})
+
+	t.Run("never sends the end", func(t *testing.T) {
+		sid, ev, call := liveCall(t, s, 8)
+		r := startStream(t, s.nc, bus.PlayRequest{StreamSid: sid, Stream: mulaw})
+		for i, c := range chunks {
+			publishChunk(t, s.nc, r.AudioSubject, i+1, c, false)
+		}
+		f := ev.playback(t, bus.EventPlaybackFailed, r.PlaybackID, 5*time.Second)
+		if f.Error == nil || f.Error.Code != bus.CodeStalled || f.Playback.HeardMs != 600 || f.Playback.SentMs != 600 {
+			t.Errorf("failed %+v %+v, want code stalled after all 600 ms heard", f.Playback, f.Error)
+		}
+		if !bytes.Equal(call.Received(), ulaw) {
+			t.Errorf("heard %d bytes, not the %d sent", len(call.Received()), len(ulaw))
+		}
+	})
+
+	t.Run("pauses and goes on", func(t *testing.T) {
+		sid, ev, call := liveCall(t, s, 8)
+		r := startStream(t, s.nc, bus.PlayRequest{StreamSid: sid, Stream: mulaw})
+		for i, c := range chunks[:5] {
+			publishChunk(t, s.nc, r.AudioSubject, i+1, c, false)
+		}
+		waitFor(t, "the first half to be heard", 5*time.Second, func() bool { return len(call.Played()) >= 2400 })
+		time.Sleep(idle / 2) // silence, shorter than the idle timeout
+		for i, c := range chunks[5:] {
+			publishChunk(t, s.nc, r.AudioSubject, i+6, c, false)
+		}
+		publishChunk(t, s.nc, r.AudioSubject, len(chunks)+1, nil, true)
+		f := ev.playback(t, bus.EventPlaybackFinished, r.PlaybackID, 5*time.Second)
+		if f.Playback.HeardMs != 600 || !bytes.Equal(call.Received(), ulaw) {
+			t.Errorf("finished %+v after %d bytes, want all 600 ms", f.Playback, len(call.Received()))
+		}
+		if st := call.Stats(); st.Underruns == 0 {
+			t.Errorf("no gap heard while the producer paused: %+v", st)
+		}
+	})
+
+	t.Run("out of order and missing", func(t *testing.T) {
+		sid, ev, call := liveCall(t, s, 8)
+		r := startStream(t, s.nc, bus.PlayRequest{StreamSid: sid, Stream: mulaw})
+		// 2 before 1, 5 before 4 before 3; 7 never comes; the end (11)
+		// before 10.
+		for _, seq := range []int{2, 1, 5, 4, 3, 6, 8, 9, 11, 10} {
+			if seq == 11 {
+				publishChunk(t, s.nc, r.AudioSubject, seq, nil, true)
+				continue
+			}
+			publishChunk(t, s.nc, r.AudioSubject, seq, chunks[seq-1], false)
+		}
+		publishChunk(t, s.nc, r.AudioSubject, 3, chunks[2], false) // twice: dropped
+		f := ev.playback(t, bus.EventPlaybackFinished, r.PlaybackID, 5*time.Second)
+		want := bytes.Clone(ulaw)
+		copy(want[6*480:7*480], bytes.Repeat([]byte{0xFF}, 480)) // μ-law silence
+		if got := call.Received(); !bytes.Equal(got, want) {
+			t.Errorf("heard %d bytes, want the %d sent in order with chunk 7 as silence (SNR %.1f dB)", len(got), len(want), snr(got, want))
+		}
+		if f.Playback.HeardMs != 600 {
+			t.Errorf("finished %+v", f.Playback)
+		}
+	})
+
+	t.Run("too large", func(t *testing.T) {
+		sid, ev, _ := liveCall(t, s, 8)
+		r := startStream(t, s.nc, bus.PlayRequest{StreamSid: sid, Stream: mulaw})
+		chunk := make([]byte, 512<<10) // 65 s of μ-law each
+		for i := range bytes.Repeat(chunk[:1], 10) {
+			publishChunk(t, s.nc, r.AudioSubject, i+1, chunk, false)
+		}
+		f := ev.playback(t, bus.EventPlaybackFailed, r.PlaybackID, 10*time.Second)
+		if f.Error == nil || f.Error.Code != bus.CodeTooLarge {
+			t.Errorf("failed %+v, want code too_large", f.Error)
+		}
+	})
+}
+
+// TestStreamedAndFilePlaybacksShareTheTimeline: a stream queues behind a
+// file and a file behind a stream; either interrupts the other.
+func TestStreamedAndFilePlaybacksShareTheTimeline(t *testing.T) {
+	s := streamSystem(t, 0, nil)
+	speech, err := os.ReadFile("testdata/audio/speech.mp3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filePath(t, speech)
+	tone := mulawTone(700, 1500*time.Millisecond)
+	mulaw := &bus.StreamFormat{Format: bus.FormatMulaw}
+
+	t.Run("queue", func(t *testing.T) {
+		sid, ev, call := liveCall(t, s, 8)
+		a := mustPlay(t, s.nc, bus.PlayRequest{StreamSid: sid, Audio: "speech.mp3"})
+		b := startStream(t, s.nc, bus.PlayRequest{StreamSid: sid, Stream: mulaw})
+		publishStream(t, s.nc, b.AudioSubject, tone, 320)
+		c := mustPlay(t, s.nc, bus.PlayRequest{StreamSid: sid, Audio: "speech.mp3"})
+		ev.playback(t, bus.EventPlaybackFinished, c.PlaybackID, 20*time.Second)
+		var order []string
+		ev.mu.Lock()
+		for _, e := range ev.list {
+			if e.Event == bus.EventPlaybackFinished {
+				order = append(order, e.Playback.ID)
+			}
+		}
+		ev.mu.Unlock()
+		if len(order) != 3 || order[0] != a.PlaybackID || order[1] != b.PlaybackID || order[2] != c.PlaybackID {
+			t.Errorf("finished in order %v, want %s %s %s", order, a.PlaybackID, b.PlaybackID, c.PlaybackID)
+		}
+		want := append(append(bytes.Clone(file), tone...), file...)
+		if got := call.Received(); !bytes.Equal(got, want) {
+			t.Errorf("heard %d bytes, want file, stream, file (%d) back to back", len(got), len(want))
+		}
+	})
+
+	t.Run("a stream interrupts a file", func(t *testing.T) {
+		sid, ev, call := liveCall(t, s, 1)
+		a := mustPlay(t, s.nc, bus.PlayRequest{StreamSid: sid, Audio: "speech.mp3"})
+		ev.playback(t, bus.EventPlaybackStarted, a.PlaybackID, 5*time.Second)
+		waitFor(t, "half a second heard", 5*time.Second, func() bool { return len(call.Played()) >= 4000 })
+		b := startStream(t, s.nc, bus.PlayRequest{StreamSid: sid, Stream: mulaw, Mode: bus.ModeInterrupt})
+		in := ev.playback(t, bus.EventPlaybackInterrupted, a.PlaybackID, 5*time.Second)
+		if in.Playback.Reason != "interrupt" {
+			t.Errorf("interrupted %+v", in.Playback)
+		}
+		publishStream(t, s.nc, b.AudioSubject, tone[:4000], 320)
+		ev.playback(t, bus.EventPlaybackFinished, b.PlaybackID, 5*time.Second)
+		if got := call.Played(); !bytes.HasSuffix(got, tone[:4000]) {
+			t.Errorf("the stream was not heard whole at the end")
+		}
+	})
+
+	t.Run("a file interrupts a stream", func(t *testing.T) {
+		sid, ev, call := liveCall(t, s, 1)
+		a := startStream(t, s.nc, bus.PlayRequest{StreamSid: sid, Stream: mulaw})
+		publishStream(t, s.nc, a.AudioSubject, tone, 320)
+		ev.playback(t, bus.EventPlaybackStarted, a.PlaybackID, 5*time.Second)
+		waitFor(t, "half a second heard", 5*time.Second, func() bool { return len(call.Played()) >= 4000 })
+		b := mustPlay(t, s.nc, bus.PlayRequest{StreamSid: sid, Audio: "speech.mp3", Mode: bus.ModeInterrupt})
+		in := ev.playback(t, bus.EventPlaybackInterrupted, a.PlaybackID, 5*time.Second)
+		if in.Playback.Reason != "interrupt" || in.Playback.Stream != "mulaw" || in.Playback.HeardMs < 400 || in.Playback.HeardMs > 1400 {
+			t.Errorf("interrupted %+v, want about 500 ms heard", in.Playback)
+		}
+		ev.playback(t, bus.EventPlaybackFinished, b.PlaybackID, 10*time.Second)
+		if got := call.Played(); !bytes.HasSuffix(got, file) {
+			t.Errorf("the file was not heard whole at the end")
+		}
+	})
+}
