@@ -35,7 +35,7 @@ type session struct {
 	conn *contrib.Conn
 	log  *slog.Logger
 
-	send    chan []byte   // encoded messages for the writer
+	send    chan *[]byte  // encoded messages for the writer (from bufPool)
 	done    chan struct{} // closed when the session ends
 	endOnce sync.Once
 	endErr  error // why it ended, set once before done is closed
@@ -64,7 +64,7 @@ func (s *Server) handleSocket(c *contrib.Conn) {
 		srv:  s,
 		conn: c,
 		log:  s.log.With("remote", c.IP()),
-		send: make(chan []byte, s.cfg.SendQueue),
+		send: make(chan *[]byte, s.cfg.SendQueue),
 		done: make(chan struct{}),
 		lag:  newLagMeter(s.cfg.Lead+time.Second, s.cfg.SlowPeerAfter),
 	}
@@ -374,7 +374,7 @@ func (ss *session) enqueue(bp *[]byte) bool {
 		return false
 	}
 	select {
-	case ss.send <- *bp:
+	case ss.send <- bp:
 		return true
 	case <-ss.done:
 		bufPool.Put(bp)
@@ -384,7 +384,7 @@ func (ss *session) enqueue(bp *[]byte) bool {
 	t := time.NewTimer(ss.srv.cfg.SendTimeout)
 	defer t.Stop()
 	select {
-	case ss.send <- *bp:
+	case ss.send <- bp:
 		return true
 	case <-ss.done:
 	case <-t.C:
@@ -400,16 +400,16 @@ func (ss *session) writeLoop() {
 		select {
 		case <-ss.done:
 			return
-		case b := <-ss.send:
+		case bp := <-ss.send:
 			_ = ss.conn.SetWriteDeadline(time.Now().Add(ss.srv.cfg.WriteTimeout))
 			select { // after the deadline is set, so that abort's kick is not overwritten
 			case <-ss.done:
 				return
 			default:
 			}
-			err := ss.conn.WriteMessage(websocket.TextMessage, b)
-			b = b[:0]
-			bufPool.Put(&b)
+			err := ss.conn.WriteMessage(websocket.TextMessage, *bp)
+			*bp = (*bp)[:0]
+			bufPool.Put(bp) // the same pointer: no allocation per message
 			if err != nil {
 				ss.srv.metrics.errors.WithLabelValues("write").Inc()
 				var ne net.Error
