@@ -131,10 +131,13 @@ func (s *streamSource) onMsg(msg *nats.Msg) {
 	s.take(seq, end, msg.Data)
 }
 
-// parseSeq parses a Callcast-Seq value: a decimal number from 1.
+// maxSeq bounds Callcast-Seq, far beyond any stream's length.
+const maxSeq = 1 << 53
+
+// parseSeq parses a Callcast-Seq value: a decimal number from 1 to maxSeq.
 func parseSeq(v string) (uint64, error) {
 	n, err := strconv.ParseUint(v, 10, 64)
-	if err != nil || n == 0 {
+	if err != nil || n == 0 || n > maxSeq {
 		return 0, fmt.Errorf("edge: bad %s %.32q", bus.HeaderSeq, v)
 	}
 	return n, nil
@@ -145,6 +148,9 @@ func parseSeq(v string) (uint64, error) {
 func (s *streamSource) take(seq uint64, end bool, data []byte) {
 	s.mu.Lock()
 	if s.closed || s.inEnded || s.fail != nil {
+		if s.inEnded {
+			s.stats.late++
+		}
 		s.mu.Unlock()
 		return
 	}
