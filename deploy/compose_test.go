@@ -940,6 +940,36 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 			default:
 			}
 		}},
+		{"producer streams a playback's audio to the edge playing it", func(t *testing.T) {
+			audio := sub(t, edge, "callcast.playback.P1.audio")
+			chunk := &nats.Msg{Subject: "callcast.playback.P1.audio", Header: nats.Header{}, Data: []byte{0xFF, 0x7F}}
+			chunk.Header.Set("Callcast-Seq", "1")
+			chunk.Header.Set("Callcast-End", "true")
+			if err := producer.PublishMsg(chunk); err != nil {
+				t.Fatal(err)
+			}
+			if m := receive(t, audio, "streamed audio"); m.Header.Get("Callcast-Seq") != "1" || len(m.Data) != 2 {
+				t.Errorf("chunk %v %x", m.Header, m.Data)
+			}
+		}},
+		{"edge tells a superseded worker attempt to stop", func(t *testing.T) {
+			// A worker's frames carry a reply subject in its inbox; the edge
+			// answers there (allow_responses) when it has moved the
+			// playback on.
+			out := sub(t, edge, "callcast.stream.MZ3.out")
+			inbox := worker.NewInbox()
+			stops := sub(t, worker, inbox)
+			if err := worker.PublishMsg(&nats.Msg{Subject: "callcast.stream.MZ3.out", Reply: inbox, Data: []byte("frame")}); err != nil {
+				t.Fatal(err)
+			}
+			f := receive(t, out, "a worker's frame")
+			if err := edge.PublishMsg(&nats.Msg{Subject: f.Reply, Header: nats.Header{"Callcast-Stop": {"P1/0"}}}); err != nil {
+				t.Fatal(err)
+			}
+			if m := receive(t, stops, "the stop"); m.Header.Get("Callcast-Stop") != "P1/0" {
+				t.Errorf("stop %v", m.Header)
+			}
+		}},
 		{"producer lists the live calls: every edge answers, in pages", func(t *testing.T) {
 			edge2 := connectAs(t, ns, "edge")
 			for i, nc := range []*nats.Conn{edge, edge2} {
