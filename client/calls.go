@@ -32,15 +32,14 @@ func (c *Client) Calls(ctx context.Context) ([]Call, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	inbox := c.nc.NewRespInbox()
-	replies := make(chan *nats.Msg, 64)
+	// Room for the answers of many edges, even while this goroutine is
+	// not yet reading: NATS drops what a full channel cannot take.
+	replies := make(chan *nats.Msg, 1024)
 	sub, err := c.nc.ChanSubscribe(inbox, replies)
 	if err != nil {
 		return nil, opError("calls", err)
 	}
 	defer sub.Unsubscribe()
-	// Edges answer at once; a slow one may still be late. Hold every
-	// answer NATS delivers rather than drop one.
-	_ = sub.SetPendingLimits(-1, -1)
 	data := []byte(`{"type":"` + bus.TypeCallsRequest + `"}`)
 	if err := c.nc.PublishRequest(bus.SubjectCalls, inbox, data); err != nil {
 		return nil, opError("calls", err)
