@@ -52,8 +52,8 @@ func compareCommand(stdout, stderr io.Writer) cli.Command {
 			})
 			f.IntMin(&calls, "calls", "CALLSIM_CALLS", 500, 1, "calls per run")
 			f.FlagSet.Float64Var(&rate, "rate", 250, "calls started per second; 0: all at once")
-			f.Duration(&duration, "duration", "CALLSIM_DURATION", 0, "hang up each call after this long; 0: once the prompt has played (-quiet)")
-			f.DurationPositive(&quiet, "quiet", "CALLSIM_QUIET", time.Second, "hang up once everything has played and the server was quiet this long")
+			f.Duration(&duration, "duration", "CALLSIM_DURATION", 0, "hang up each call after this long; 0: the prompt's length, the lead and a second")
+			f.Duration(&quiet, "quiet", "CALLSIM_QUIET", 0, "hang up sooner once everything has played and the server was quiet this long; 0: never")
 			f.DurationPositive(&lead, "lead", "PLAYBACK_LEAD", 2*time.Second, "the lead of both servers")
 			f.IntMin(&rounds, "rounds", "CALLSIM_ROUNDS", 1, 1, "runs of each server, in turn")
 			f.IntMin(&warmup, "warmup", "CALLSIM_WARMUP", 1, 0, "warm-up calls before each run")
@@ -67,6 +67,13 @@ func compareCommand(stdout, stderr io.Writer) cli.Command {
 				}
 				if _, err := os.Stat(clip); err != nil {
 					return cli.Usage(err)
+				}
+				if duration == 0 {
+					ulaw, err := callsim.ReadClip(clip)
+					if err != nil {
+						return err
+					}
+					duration = time.Duration(len(ulaw))*time.Second/8000 + lead + time.Second
 				}
 				self, err := os.Executable()
 				if err != nil {
@@ -95,7 +102,7 @@ func compareCommand(stdout, stderr io.Writer) cli.Command {
 				if werr := callsim.WriteComparison(stdout, results); werr != nil {
 					return werr
 				}
-				fmt.Fprintf(stdout, "\nload: %d calls at %v/s, prompt %s, lead %v, quiet %v, edge flags %q; logs in %s\n", calls, rate, clip, lead, quiet, edgeFlags, logDir)
+				fmt.Fprintf(stdout, "\nload: %d calls at %v/s, prompt %s, lead %v, calls of %v (quiet %v), edge flags %q; logs in %s\n", calls, rate, clip, lead, duration.Round(time.Millisecond), quiet, edgeFlags, logDir)
 				if err != nil {
 					return err
 				}
