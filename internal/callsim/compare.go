@@ -109,8 +109,8 @@ type CompareConfig struct {
 	// Rounds runs the targets in turn this many times (so that a change in
 	// the machine's load shows as a spread, not as a difference). Default 1.
 	Rounds int
-	// Warmup calls are placed on each target before it is measured, 3 s
-	// each at 10× speed: the first call of a prompt transcodes it, say.
+	// Warmup calls are placed on each target before it is measured (3 s
+	// at most, at 10× speed): the first call of a prompt transcodes it, say.
 	Warmup int
 }
 
@@ -181,7 +181,7 @@ func runTarget(ctx context.Context, t Target, cfg CompareConfig) (LoadReport, er
 	if cfg.Warmup > 0 {
 		warm := call
 		warm.Speed = 10
-		_, err := Load(ctx, LoadConfig{Call: warm, Calls: cfg.Warmup, Until: Until{Duration: 3 * time.Second}})
+		_, err := Load(ctx, LoadConfig{Call: warm, Calls: cfg.Warmup, Until: Until{Quiet: 300 * time.Millisecond, Duration: 3 * time.Second}})
 		if err != nil {
 			return LoadReport{}, err
 		}
@@ -231,7 +231,7 @@ func waitReady(ctx context.Context, url string, timeout time.Duration) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("not ready at %s after %v", url, timeout)
+			return fmt.Errorf("not ready at %s: %w", url, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
