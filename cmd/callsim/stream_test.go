@@ -175,6 +175,13 @@ func TestStreamCommand(t *testing.T) {
 		}
 	})
 
+	t.Run("without waiting", func(t *testing.T) {
+		code, stdout, stderr := runCallsim(t, "stream", "-nats", natsURL, "-sid", call.StreamSid(), "-rate", "24000", "-speed", "0", "-no-wait", pcmFile)
+		if code != 0 || !strings.Contains(stdout, "48000 bytes") || strings.Contains(stdout, "playback.") {
+			t.Errorf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+		}
+	})
+
 	other := dialStarted(t, wsURL, natsURL)
 	tests := []struct {
 		name   string

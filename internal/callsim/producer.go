@@ -84,6 +84,10 @@ func Produce(ctx context.Context, cfg ProducerConfig, f io.ReadSeeker) (*Produce
 		return nil, err
 	}
 	rep.Playback = w.Playback()
+	// However publishing ends, the stream ends with it, so that the edge
+	// plays what came and does not wait out its idle timeout (Close is
+	// idempotent).
+	defer w.Close()
 
 	// bytes per message, and the pace: size bytes over dur/Speed.
 	chunk := int64(1)
