@@ -328,3 +328,40 @@ func TestResampleAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestResamplerRandomSegments: random runs of rates (any MP3 rate, odd
+// rates too), segment lengths from zero samples up, random chunking: the
+// output always has the stream's length, and chunking never changes it.
+func TestResamplerRandomSegments(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	rates := []int{8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 44056, 7350}
+	for trial := range 40 {
+		var segs [][2]int
+		for range 1 + rng.IntN(6) {
+			rate := rates[rng.IntN(len(rates))]
+			n := []int{0, 1, 3, 50, 300, 2000, 7001}[rng.IntN(7)]
+			segs = append(segs, [2]int{rate, n})
+		}
+		src, ends := rateSine(segs, 0)
+		want := readResampler(t, newResampler(src, segs[0][0]), 4096)
+		if n := int(math.Ceil(ends[len(ends)-1] - 1e-6)); len(want) != n {
+			t.Fatalf("trial %d %v: %d samples, want %d", trial, segs, len(want), n)
+		}
+		chunk, block := 1+rng.IntN(300), 1+rng.IntN(300)
+		src, _ = rateSine(segs, chunk)
+		got := readResampler(t, newResampler(src, segs[0][0]), block)
+		if len(got) != len(want) {
+			t.Fatalf("trial %d %v, chunks %d/%d: %d samples, want %d", trial, segs, chunk, block, len(got), len(want))
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("trial %d %v, chunks %d/%d: sample %d = %v, want %v", trial, segs, chunk, block, i, got[i], want[i])
+			}
+		}
+		for i, v := range want {
+			if math.IsNaN(float64(v)) || math.Abs(float64(v)) > 20000 {
+				t.Fatalf("trial %d %v: sample %d = %v", trial, segs, i, v)
+			}
+		}
+	}
+}
