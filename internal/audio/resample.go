@@ -2,6 +2,7 @@ package audio
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"sync"
@@ -637,6 +638,10 @@ func (r *resampler) read(dst []float32) (int, error) {
 		if r.cut >= 0 && r.out >= r.cut {
 			// Run this segment's stages to their end into the carry, and
 			// go on with the next segment from the cut.
+			if next := r.src.next.rate; next < 1000 || polyphaseRate(next) > 48000 {
+				// Not a rate this package resamples (no MP3 has one).
+				return n, fmt.Errorf("%w: sample rate changes to %d Hz", ErrUnsupported, next)
+			}
 			cut, old := r.cut, r.rate
 			r.drain()
 			r.out = cut

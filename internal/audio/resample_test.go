@@ -3,6 +3,7 @@ package audio
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -362,6 +363,27 @@ func TestResamplerRandomSegments(t *testing.T) {
 			if math.IsNaN(float64(v)) || math.Abs(float64(v)) > 20000 {
 				t.Fatalf("trial %d %v: sample %d = %v", trial, segs, i, v)
 			}
+		}
+	}
+}
+
+// TestResamplerBadRate: a change to a rate the package does not resample
+// ends the stream with ErrUnsupported after the samples before it (but
+// for the last ones, within the filters' reach of the seam).
+func TestResamplerBadRate(t *testing.T) {
+	for _, rate := range []int{0, 999, 96001} {
+		src := &segmentReader{segs: [][]float32{make([]float32, 4410), make([]float32, 100)}, rates: []int{44100, rate}}
+		r := newResampler(src, 44100)
+		buf := make([]float32, 4096)
+		var n int
+		var err error
+		for err == nil {
+			var k int
+			k, err = r.read(buf)
+			n += k
+		}
+		if !errors.Is(err, ErrUnsupported) || n < 650 || n > 800 {
+			t.Errorf("%d Hz: %d samples, %v; want 650 to 800, then ErrUnsupported", rate, n, err)
 		}
 	}
 }
