@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/callcast/callcast/internal/callsim"
@@ -22,7 +23,8 @@ servers' processes, from their /metrics), errors and underruns.
 Both servers are started here on free loopback ports, each for its own
 runs: the floor from this executable, callcast all-in-one from the edge
 binary (-edge), playing -audio. With -url, callcast is the server already
-listening there instead (its processes' CPU from -metrics, repeatable).
+listening there instead (its processes' CPU from -metrics and -pid,
+repeatable): callcast split into processes, say.
 A warm-up call at 10x speed precedes each run (callcast transcodes the
 prompt once). Run rounds > 1 to see the spread the machine adds.`
 
@@ -35,6 +37,7 @@ func compareCommand(stdout, stderr io.Writer) cli.Command {
 			var (
 				edgeBin, clip, url, logDir string
 				metrics, edgeFlags         []string
+				pids                       []int
 				calls, rounds, warmup      int
 				rate                       float64
 				lead, duration, quiet      time.Duration
@@ -44,6 +47,14 @@ func compareCommand(stdout, stderr io.Writer) cli.Command {
 			f.String(&url, "url", "CALLSIM_URL", "", "compare with the callcast already serving this media stream URL instead of starting one")
 			f.Func("metrics", "with -url: a /metrics URL of a callcast process, whose CPU is callcast's; repeatable", func(s string) error {
 				metrics = append(metrics, s)
+				return nil
+			})
+			f.Func("pid", "with -url: the ID of another callcast process (a nats-server, say), whose CPU is read from /proc; repeatable", func(s string) error {
+				n, err := strconv.Atoi(s)
+				if err != nil || n <= 0 {
+					return fmt.Errorf("%q: not a process ID", s)
+				}
+				pids = append(pids, n)
 				return nil
 			})
 			f.Func("edge-flag", "a flag for the edge started here, e.g. -edge-flag=-vad=off; repeatable", func(s string) error {
@@ -62,8 +73,8 @@ func compareCommand(stdout, stderr io.Writer) cli.Command {
 				if err := cli.NoArgs(args); err != nil {
 					return err
 				}
-				if url == "" && len(metrics) > 0 {
-					return cli.Usagef("-metrics without -url: the callcast started here is measured by its own")
+				if url == "" && (len(metrics) > 0 || len(pids) > 0) {
+					return cli.Usagef("-metrics or -pid without -url: the callcast started here is measured by its own")
 				}
 				if _, err := os.Stat(clip); err != nil {
 					return cli.Usage(err)
@@ -83,7 +94,7 @@ func compareCommand(stdout, stderr io.Writer) cli.Command {
 				if err != nil {
 					return err
 				}
-				cc := callsim.Target{Name: "callcast", URL: url, Metrics: metrics}
+				cc := callsim.Target{Name: "callcast", URL: url, Metrics: metrics, PIDs: pids}
 				if url == "" {
 					var store string
 					if cc, store, err = edgeTarget(edgeBin, self, clip, lead, logDir, edgeFlags); err != nil {

@@ -203,7 +203,7 @@ func TestSubcommands(t *testing.T) {
 		{name: "floor help", args: []string{"floor", "-h"}, stdout: "usage: callsim floor [-addr ADDR] [-audio FILE] [-lead D]"},
 		{name: "compare help", args: []string{"help", "compare"}, stdout: "ratios to the floor"},
 		{name: "floor without clip", args: []string{"floor", "-addr", "127.0.0.1:0", "-audio", "/nonexistent.mp3"}, code: 1, stderr: "callsim: clip: open /nonexistent.mp3: no such file or directory\n"},
-		{name: "compare metrics without url", args: []string{"compare", "-metrics", "http://127.0.0.1:1/metrics"}, code: 2, stderr: "callsim: -metrics without -url: the callcast started here is measured by its own\nRun 'callsim compare -h' for usage.\n"},
+		{name: "compare metrics without url", args: []string{"compare", "-metrics", "http://127.0.0.1:1/metrics"}, code: 2, stderr: "callsim: -metrics or -pid without -url: the callcast started here is measured by its own\nRun 'callsim compare -h' for usage.\n"},
 		{name: "compare without clip", args: []string{"compare", "-audio", "/nonexistent.mp3"}, code: 2, stderr: "callsim: stat /nonexistent.mp3: no such file or directory\nRun 'callsim compare -h' for usage.\n"},
 	}
 	for _, tt := range tests {

@@ -95,8 +95,10 @@ type Target struct {
 	// Ready answers 200 once the server is ready. Empty: none is waited for.
 	Ready string
 	// Metrics are the /metrics URLs of the server's processes, whose CPU
-	// is its cost.
+	// is its cost; PIDs more of its processes, read from /proc (a
+	// nats-server, say).
 	Metrics []string
+	PIDs    []int
 }
 
 // CompareConfig describes a comparison: the same load against each target
@@ -188,7 +190,7 @@ func runTarget(ctx context.Context, t Target, cfg CompareConfig) (LoadReport, er
 	}
 	lc := cfg.Load
 	lc.Call = call
-	lc.Metrics = t.Metrics
+	lc.Metrics, lc.PIDs = t.Metrics, t.PIDs
 	return Load(ctx, lc)
 }
 
