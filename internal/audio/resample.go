@@ -414,8 +414,7 @@ type resampler struct {
 	unit   int           // steps of phase per input sample: L, or the phases of a finer table
 	begun  float64       // time of the segment's first sample
 	origin float64       // time of its stages' first input (leading zeros included)
-	reach  float64       // how far a polyphase output reaches ahead into its input, in outputs
-	tail   int           // zeros after the segment when it ends in a change of rate
+	reach  float64       // how far an output reaches ahead into the segment's input, in outputs
 
 	buf   []float32 // polyphase input; buf[pos] is the first of the next window
 	pos   int
@@ -628,7 +627,9 @@ func (r *resampler) seam() float64 {
 }
 
 // read fills dst with resampled output and returns io.EOF (or the
-// source's error) once every output sample has been delivered.
+// source's error) once every output sample has been delivered. A change
+// to a rate it cannot take (below 1000 Hz, or odd and above 48 kHz) ends
+// the stream with ErrUnsupported.
 func (r *resampler) read(dst []float32) (int, error) {
 	n := 0
 	for {
