@@ -49,7 +49,7 @@ func (l *lagMeter) sent(msg []byte, now time.Time) bool {
 		if i < 0 || len(msg) < i+len(payloadKey)+3 {
 			return false
 		}
-		n := twilio.PayloadLen(string(msg[i+len(payloadKey) : len(msg)-3]))
+		n := payloadLen(msg[i+len(payloadKey) : len(msg)-3])
 		l.mu.Lock()
 		l.written += int64(n)
 		late := l.checkLocked(now)
@@ -98,4 +98,14 @@ func (l *lagMeter) checkLocked(now time.Time) bool {
 		return false
 	}
 	return now.Sub(l.late) >= l.after
+}
+
+// payloadLen is twilio.PayloadLen of a payload in a message being sent,
+// without copying it into a string.
+func payloadLen(p []byte) int {
+	n := len(p) / 4 * 3
+	for i := len(p) - 1; i >= 0 && p[i] == '='; i-- {
+		n--
+	}
+	return n
 }
