@@ -177,4 +177,3 @@ func (r *pacerRig) drain() {
 		}
 	}
 }
-
