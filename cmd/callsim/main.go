@@ -47,6 +47,7 @@ type config struct {
 	token    string
 	signURL  string
 	metrics  []string
+	inNATS   string
 	pids     []int
 	pprof    string
 	log      cli.Log
@@ -106,7 +107,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 			}
 			caller = b
 		}
-		rep, err := callsim.Load(ctx, callsim.LoadConfig{Call: call, Caller: caller, Calls: cfg.calls, Rate: cfg.rate, Until: until, Metrics: cfg.metrics, PIDs: cfg.pids})
+		rep, err := callsim.Load(ctx, callsim.LoadConfig{Call: call, Caller: caller, Calls: cfg.calls, Rate: cfg.rate, Until: until, Metrics: cfg.metrics, PIDs: cfg.pids, InLatencyNATS: cfg.inNATS})
 		if err != nil {
 			return err
 		}
@@ -185,6 +186,7 @@ func defineFlags(f *cli.Flags, cfg *config) (finish func() error) {
 	f.String(&cfg.caller, "caller", "CALLSIM_CALLER", "", "raw μ-law 8 kHz mono file the caller says; default silence")
 	f.String(&cfg.in, "in", "CALLSIM_IN", "", "a file the caller says (WAV, MP3, or raw μ-law .ulaw/.mulaw/.ul/.raw), in real time, silence before and after")
 	f.Duration(&cfg.inAt, "in-at", "CALLSIM_IN_AT", 0, "when the caller starts saying -in, from the stream's start")
+	f.String(&cfg.inNATS, "in-latency", "CALLSIM_IN_LATENCY", "", "load mode: a NATS URL on this machine; callers say time-stamped audio and callsim reports how long it took to reach a subscriber of callcast.stream.*.in (the edge must publish it: CALLER_AUDIO=on or -param callerAudio=on)")
 	f.Duration(&cfg.duration, "duration", "CALLSIM_DURATION", 0, "hang up after this long; 0: no limit")
 	f.Duration(&cfg.quiet, "quiet", "CALLSIM_QUIET", 2*time.Second, "hang up once everything has played and the server was quiet this long; 0: never")
 	f.Int(&cfg.calls, "calls", "CALLSIM_CALLS", 1, "number of calls; more than 1 runs a load test against a server on this machine")

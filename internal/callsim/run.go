@@ -120,6 +120,12 @@ type LoadConfig struct {
 	// PIDs lists more processes under test by ID (a nats-server, say),
 	// whose CPU and resident memory are read from /proc (Linux).
 	PIDs []int
+	// InLatencyNATS, a NATS URL on this machine, measures caller audio
+	// latency: every caller says stamped frames (Caller is ignored) and a
+	// subscriber there on callcast.stream.*.in reports how long each
+	// message took from the caller to it. The edge must publish the calls'
+	// audio: CALLER_AUDIO=on, or a callerAudio=on parameter.
+	InLatencyNATS string
 }
 
 // LoadReport sums up a load run.
@@ -140,6 +146,11 @@ type LoadReport struct {
 	Elapsed time.Duration
 	// Processes is what the processes under test used (see Metrics).
 	Processes []Process
+	// InLatency holds, sorted, the caller → listener time of every caller
+	// audio message (LoadConfig.InLatencyNATS); InUnstamped counts
+	// messages that carried no stamp.
+	InLatency   []time.Duration
+	InUnstamped int
 }
 
 // Percentile returns the p-th percentile (0 < p ≤ 100, nearest rank) of
@@ -170,6 +181,11 @@ func (r LoadReport) WriteSummary(w io.Writer) error {
 			ms(r.Percentile(50)), ms(r.Percentile(95)), ms(r.Percentile(99)), ms(r.FirstMedia[len(r.FirstMedia)-1]))
 	}
 	fmt.Fprintf(&b, "underruns    %d (%v of silence)\n", r.Underruns, r.UnderrunTime.Round(time.Millisecond))
+	if l := r.InLatency; len(l) > 0 || r.InUnstamped > 0 {
+		us := func(d time.Duration) time.Duration { return d.Round(10 * time.Microsecond) }
+		fmt.Fprintf(&b, "caller audio %d messages on .in (%d unstamped): caller → listener p50 %v  p95 %v  p99 %v  max %v\n",
+			len(l), r.InUnstamped, us(percentile(l, 50)), us(percentile(l, 95)), us(percentile(l, 99)), us(percentile(l, 100)))
+	}
 	fmt.Fprintf(&b, "protocol     %d errors\n", r.ProtocolErrors)
 	for _, p := range r.Processes {
 		if p.Err != nil {
@@ -216,6 +232,16 @@ func Load(ctx context.Context, cfg LoadConfig) (LoadReport, error) {
 	for _, pid := range cfg.PIDs {
 		sources = append(sources, pidSource+strconv.Itoa(pid))
 	}
+	var in *inLatency
+	if cfg.InLatencyNATS != "" {
+		if err := checkLoopback(cfg.InLatencyNATS); err != nil {
+			return LoadReport{}, err
+		}
+		var err error
+		if in, err = listenIn(cfg.InLatencyNATS); err != nil {
+			return LoadReport{}, err
+		}
+	}
 	procs := watchProcesses(ctx, sources, 250*time.Millisecond)
 
 	var (
@@ -251,6 +277,9 @@ launch:
 		if cfg.Caller != nil {
 			call.CallerAudio = bytes.NewReader(cfg.Caller)
 		}
+		if in != nil {
+			call.CallerAudio = stampReader{}
+		}
 		wg.Go(func() {
 			c, err := Run(ctx, call, cfg.Until)
 			mu.Lock()
@@ -281,6 +310,11 @@ launch:
 	wg.Wait()
 	rep.Elapsed = time.Since(begin)
 	rep.Processes = procs.stop(context.WithoutCancel(ctx))
+	if in != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		rep.InLatency, rep.InUnstamped = in.stop(sctx)
+		cancel()
+	}
 	slices.Sort(rep.FirstMedia)
 	return rep, nil
 }

@@ -91,14 +91,15 @@ func CutMedia(data []byte) (m InboundMedia, ok bool) {
 	if rest, ok = bytes.CutPrefix(rest, inMediaPayload[1:]); !ok {
 		return m, false
 	}
-	if m.Payload, rest, ok = cutQuoted(rest); !ok || len(m.Payload) == 0 {
+	// The payload, in one pass: base64's alphabet up to the quote.
+	i := 0
+	for i < len(rest) && isPayload[rest[i]] {
+		i++
+	}
+	if i == 0 || i == len(rest) || rest[i] != '"' {
 		return m, false
 	}
-	for _, c := range m.Payload {
-		if !isBase64[c] && c != '=' {
-			return m, false
-		}
-	}
+	m.Payload, rest = rest[:i], rest[i+1:]
 	if sidFirst {
 		if !bytes.Equal(rest, []byte(`}}`)) {
 			return m, false
@@ -132,6 +133,13 @@ func cutQuoted(b []byte) (body, rest []byte, ok bool) {
 	}
 	return body, b[i+1:], true
 }
+
+// isPayload marks the bytes of a padded standard base64 payload.
+var isPayload = func() (t [256]bool) {
+	t = isBase64
+	t['='] = true
+	return t
+}()
 
 // sidToken is CheckStreamSid for bytes, without allocating.
 func sidToken(b []byte) bool {

@@ -1,0 +1,36 @@
+#!/bin/sh
+# Edge CPU with 1000 calls × DURATION of paced audio, for each edge binary
+# and environment given, run after run with the same command, as in the
+# README's 1000-call run (nats-server, edge, worker as processes):
+#
+#   scripts/bench-caller-audio.sh /tmp/cc/edge-before "" /tmp/cc/edge "VAD=off" /tmp/cc/edge "VAD=on"
+#
+# Each pair is an edge binary and the environment it runs with. Needs
+# /tmp/cc/{nats-server,worker,callsim} (see the README) and
+# /tmp/cc/audio/long.wav, a prompt longer than the calls. Prints callsim's
+# summary line for the edge process of each run.
+set -eu
+D=${DURATION:-40s}
+CALLS=${CALLS:-1000}
+P=${PORT_BASE:-24000}
+cc=/tmp/cc
+while [ $# -ge 2 ]; do
+	bin=$1 env=$2
+	shift 2
+	rm -rf $cc/js
+	$cc/nats-server -a 127.0.0.1 -p $((P + 222)) -js -sd $cc/js >/dev/null 2>&1 &
+	ns=$!
+	sleep 1
+	env NATS_URL=nats://127.0.0.1:$((P + 222)) EDGE_ADDR=127.0.0.1:$((P + 81)) LOG_LEVEL=warn $env $bin >$cc/edge.log 2>&1 &
+	edge=$!
+	env NATS_URL=nats://127.0.0.1:$((P + 222)) AUDIO_DIR=$cc/audio WORKER_HTTP_ADDR=127.0.0.1:$((P + 90)) LOG_LEVEL=warn $cc/worker >$cc/worker.log 2>&1 &
+	worker=$!
+	sleep 2
+	echo "== $bin $env"
+	$cc/callsim -url ws://127.0.0.1:$((P + 81))/media-stream -calls "$CALLS" -rate 100 -duration "$D" -quiet 0 \
+		-param audio=long.wav -metrics http://127.0.0.1:$((P + 81))/metrics ${EXTRA:-} 2>/dev/null | grep -E "calls|underruns|process|caller audio" || true
+	kill $worker $edge
+	wait $worker $edge 2>/dev/null || true
+	kill $ns
+	wait $ns 2>/dev/null || true
+done
