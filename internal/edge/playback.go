@@ -497,7 +497,9 @@ func (c *controller) render(it *item, req *bus.RenderRequest) *bus.Error {
 		if reply.Error == nil {
 			return nil
 		}
-		if reply.Error.Code != bus.CodeBusy {
+		// A full worker, or one that cannot reach the audio store right
+		// now: the next request may reach another worker.
+		if reply.Error.Code != bus.CodeBusy && reply.Error.Code != bus.CodeUnavailable {
 			return reply.Error
 		}
 		last = reply.Error
