@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
@@ -19,11 +20,13 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/callcast/callcast/internal/bus"
 	"github.com/callcast/callcast/internal/callsim"
 	"github.com/callcast/callcast/internal/calltest"
 	"github.com/callcast/callcast/internal/edge"
+	"github.com/callcast/callcast/internal/library"
 	"github.com/callcast/callcast/internal/worker"
 )
 
@@ -43,14 +46,15 @@ type natsCluster struct {
 	routes  [3]string
 	dirs    [3]string
 	payload int32
+	js      bool // JetStream on every node
 
 	mu      sync.Mutex
 	servers [3]*server.Server
 }
 
-func startNATSCluster(t *testing.T, maxPayload int32) *natsCluster {
+func startNATSCluster(t *testing.T, maxPayload int32, jetStream bool) *natsCluster {
 	t.Helper()
-	c := &natsCluster{t: t, payload: maxPayload}
+	c := &natsCluster{t: t, payload: maxPayload, js: jetStream}
 	for i := range 3 {
 		c.clients[i], c.routes[i], c.dirs[i] = calltest.FreeAddr(t), calltest.FreeAddr(t), t.TempDir()
 	}
@@ -63,6 +67,22 @@ func startNATSCluster(t *testing.T, maxPayload int32) *natsCluster {
 			c.kill(i)
 		}
 	})
+	if jetStream {
+		// A meta leader that knows all three peers: else a bucket of
+		// three replicas cannot be placed yet.
+		waitFor(t, "a JetStream meta leader with three peers", 20*time.Second, func() bool {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			for _, ns := range c.servers {
+				if ns == nil || !ns.JetStreamIsLeader() {
+					continue
+				}
+				jsz, err := ns.Jsz(nil)
+				return err == nil && jsz.Meta != nil && jsz.Meta.Size == 3 && len(jsz.Meta.Replicas) == 2
+			}
+			return false
+		})
+	}
 	return c
 }
 
@@ -87,6 +107,7 @@ func (c *natsCluster) start(i int) {
 		NoLog: true, NoSigs: true,
 		MaxPayload: c.payload,
 		Cluster:    server.ClusterOpts{Name: "callcast", Host: rhost, Port: rport},
+		JetStream:  c.js,
 		StoreDir:   c.dirs[i],
 	}
 	for j := range 3 {
@@ -156,6 +177,7 @@ type faultSystem struct {
 	workers []*failWorker
 	logs    *calltest.SyncBuffer
 	prompt  []byte // the μ-law the prompt plays
+	connect func(name string, node int) *nats.Conn
 }
 
 type faultOptions struct {
@@ -163,6 +185,7 @@ type faultOptions struct {
 	concurrency int // per worker; default the worker's
 	promptDur   time.Duration
 	maxPayload  int32
+	jetStream   bool // JetStream on the cluster and in the workers (library and shared cache), no memory cache
 }
 
 func startFaultSystem(t *testing.T, o faultOptions) *faultSystem {
@@ -173,7 +196,7 @@ func startFaultSystem(t *testing.T, o faultOptions) *faultSystem {
 	if o.promptDur == 0 {
 		o.promptDur = 4 * time.Second
 	}
-	fs := &faultSystem{logs: &calltest.SyncBuffer{}, cluster: startNATSCluster(t, o.maxPayload)}
+	fs := &faultSystem{logs: &calltest.SyncBuffer{}, cluster: startNATSCluster(t, o.maxPayload, o.jetStream)}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("product logs:\n%s", fs.logs)
@@ -195,10 +218,15 @@ func startFaultSystem(t *testing.T, o faultOptions) *faultSystem {
 	for i := range o.workers {
 		name := "worker-" + strconv.Itoa(i)
 		nc := connect(name, 1+i%2)
-		w, err := worker.New(nc, worker.Config{
+		cfg := worker.Config{
 			AudioDir: dir, DefaultAudio: worker.NoDefaultAudio, ID: name, Logger: log.With("component", name),
 			Concurrency: o.concurrency,
-		})
+		}
+		if o.jetStream {
+			// Every play reads the buckets: no memory cache to hide them.
+			cfg.JetStream, cfg.CacheBytes = true, -1
+		}
+		w, err := worker.New(nc, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -213,6 +241,7 @@ func startFaultSystem(t *testing.T, o faultOptions) *faultSystem {
 		})
 		fs.workers = append(fs.workers, fw)
 	}
+	fs.connect = connect
 	fs.edgeNC = connect("edge", 0)
 	srv, err := edge.New(fs.edgeNC, edge.Config{ID: "edge-0", Logger: log.With("component", "edge")})
 	if err != nil {
@@ -298,6 +327,9 @@ func (fs *faultSystem) heardExactlyOnce(t *testing.T, calls []*faultCall, timeou
 	var worst time.Duration
 	for _, fc := range calls {
 		fin := fc.ev.playback(t, bus.EventPlaybackFinished, fc.playback, timeout)
+		if fin.Playback == nil {
+			continue
+		}
 		got := fc.call.Received()
 		if d := firstDiff(got, fs.prompt); d >= 0 {
 			t.Errorf("call %s: received %d bytes, prompt %d; first difference at byte %d (%d ms): %s",
@@ -632,4 +664,85 @@ func productGoroutines() []string {
 		out = append(out, g)
 	}
 	return out
+}
+
+// TestClusterLibraryNodeKilled: the node that leads the audio library's
+// bucket goes down. The buckets were created with three replicas (the
+// automatic NATS_REPLICAS on a three-node cluster), so a prompt uploaded
+// before plays after, from workers with no memory cache; while JetStream
+// elects a new leader, a play is answered unavailable (retryable), never
+// unknown_audio.
+func TestClusterLibraryNodeKilled(t *testing.T) {
+	checkLeaks(t)
+	fs := startFaultSystem(t, faultOptions{jetStream: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	js, err := jetstream.New(fs.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := library.New(ctx, library.Options{JS: js, MemoryBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	// The buckets' replicas may still be electing their leaders on a
+	// cluster this young: an operator would upload again.
+	for try := 1; ; try++ {
+		pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := up.Put(pctx, "lib/prompt.wav", bytes.NewReader(mulawWAVOf(fs.prompt)))
+		pcancel()
+		if err == nil {
+			break
+		}
+		if try == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("upload %d: %v", try, err)
+	}
+	leaders := map[string]string{}
+	for _, bucket := range []string{library.AudioBucket, library.CacheBucket} {
+		st, err := js.Stream(ctx, "OBJ_"+bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Config.Replicas != 3 || info.Cluster == nil {
+			t.Fatalf("bucket %s: %d replicas, want 3", bucket, info.Config.Replicas)
+		}
+		leaders[bucket] = info.Cluster.Leader
+	}
+	leader := leaders[library.AudioBucket]
+	node := int(leader[1] - '0')
+	t.Logf("bucket leaders %v: killing %s", leaders, leader)
+	fs.cluster.kill(node)
+	// Clients of the lost node move to the others.
+	waitFor(t, "the producer and the edge back on the bus", 10*time.Second, func() bool {
+		return fs.nc.IsConnected() && fs.edgeNC.IsConnected()
+	})
+
+	// A call placed after the loss plays the prompt, byte for byte.
+	fc := &faultCall{sid: newSid("MZ")}
+	fc.ev = watch(t, fs.nc, fc.sid)
+	fc.call = dialSpeed(t, fs.system, fc.sid, "", 1)
+	waitForStart(t, fs.system, fc.sid)
+	codes := map[string]int{}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r := play(t, fs.nc, bus.PlayRequest{StreamSid: fc.sid, Audio: "lib/prompt.wav"})
+		if r.Error == nil {
+			fc.playback = r.PlaybackID
+			break
+		}
+		codes[r.Error.Code]++
+		if r.Error.Code != bus.CodeUnavailable || time.Now().After(deadline) {
+			t.Fatalf("play after the library's node went: %+v (codes so far %v)", r.Error, codes)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	fs.heardExactlyOnce(t, []*faultCall{fc}, 20*time.Second)
+	t.Logf("play replies before it was taken: %v", codes)
 }
