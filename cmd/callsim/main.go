@@ -89,7 +89,7 @@ func program(stdout, stderr io.Writer) cli.Program {
 			}},
 			floorCommand(stderr),
 			compareCommand(stdout, stderr),
-			streamCommand(stdout),
+			streamCommand(os.Stdin, stdout),
 		},
 	}
 }

@@ -35,15 +35,17 @@ type streamConfig struct {
 }
 
 // streamCommand streams a local file into a live call as a producer would.
-func streamCommand(stdout io.Writer) cli.Command {
+func streamCommand(stdin io.Reader, stdout io.Writer) cli.Command {
 	return cli.Command{
 		Name:    "stream",
-		Args:    "[flags] FILE",
+		Args:    "[flags] FILE|-",
 		Summary: "stream a local file into a live call as a producer would",
 		Help: "Streams FILE into a live call as a streamed playback (callcast.play with a stream, then\n" +
 			"the audio on its callcast.playback.<id>.audio), paced in real time, and waits until the\n" +
-			"caller has heard it. Without -sid it picks the only live call (callcast.calls).\n\n" +
+			"caller has heard it. Without -sid it picks the only live call (callcast.calls).\n" +
+			"FILE - reads standard input, as it comes (name its -format).\n\n" +
 			"  callsim stream -format pcm_s16le -rate 24000 speech.pcm\n" +
+			"  espeak-ng --stdout 'Hello there' | callsim stream -format wav -\n" +
 			"  callsim stream -sid MZ… -mode interrupt -speed 0 answer.mp3",
 		Setup: func(f *cli.Flags) cli.RunFunc {
 			var cfg streamConfig
@@ -71,7 +73,7 @@ func streamCommand(stdout io.Writer) cli.Command {
 				if cfg.speed, err = strconv.ParseFloat(speed, 64); err != nil {
 					return cli.Usagef("-speed %q: not a number", speed)
 				}
-				return runStream(ctx, cfg, args[0], stdout)
+				return runStream(ctx, cfg, args[0], stdin, stdout)
 			}
 		},
 	}
@@ -108,8 +110,9 @@ func formatOf(cfg streamConfig, file string) (client.Format, error) {
 	return f, nil
 }
 
-// runStream streams file into a call and reports what happened.
-func runStream(ctx context.Context, cfg streamConfig, file string, stdout io.Writer) error {
+// runStream streams file (stdin for "-") into a call and reports what
+// happened.
+func runStream(ctx context.Context, cfg streamConfig, file string, stdin io.Reader, stdout io.Writer) error {
 	format, err := formatOf(cfg, file)
 	if err != nil {
 		return err
@@ -117,11 +120,15 @@ func runStream(ctx context.Context, cfg streamConfig, file string, stdout io.Wri
 	if cfg.mode != string(client.Queue) && cfg.mode != string(client.Interrupt) {
 		return cli.Usagef("-mode %q: want queue or interrupt", cfg.mode)
 	}
-	f, err := os.Open(file)
-	if err != nil {
-		return err
+	var r io.Reader = stdin
+	if file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		r = f
 	}
-	defer f.Close()
 	cfg.nats.Name = "callsim-stream"
 	nc, err := connect(ctx, cfg.nats)
 	if err != nil {
@@ -136,7 +143,7 @@ func runStream(ctx context.Context, cfg streamConfig, file string, stdout io.Wri
 		Speed:     cfg.speed,
 		Chunk:     cfg.chunk,
 		NoWait:    cfg.noWait,
-	}, f)
+	}, r)
 	if rep != nil && rep.Playback.ID != "" {
 		if werr := rep.WriteSummary(stdout); werr != nil && err == nil {
 			err = werr

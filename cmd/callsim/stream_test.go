@@ -175,6 +175,60 @@ func TestStreamCommand(t *testing.T) {
 		}
 	})
 
+	t.Run("from a pipe", func(t *testing.T) {
+		mp3, err := os.ReadFile("../../internal/e2e/testdata/audio/speech.mp3")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			name, format string
+			rate         int
+			data         []byte
+			heardMs      int64
+			paced        bool
+		}{
+			{"pcm, paced by its rate", "pcm_s16le", 24000, pcm, 1000, true},
+			{"mp3, as it comes", "mp3", 0, mp3, 3084, false},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				pr, pw := io.Pipe()
+				wrote := make(chan error, 1)
+				go func() { // a TTS engine writing its output in bursts
+					var err error
+					for off := 0; off < len(tc.data) && err == nil; off += 4000 {
+						_, err = pw.Write(tc.data[off:min(off+4000, len(tc.data))])
+					}
+					wrote <- err
+					pw.Close()
+				}()
+				before := len(call.Received())
+				var out bytes.Buffer
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				start := time.Now()
+				err := runStream(ctx, streamConfig{nats: bus.ConnOptions{URL: natsURL}, sid: call.StreamSid(), format: tc.format, rate: tc.rate,
+					channels: 1, mode: "queue", speed: 1, chunk: 20 * time.Millisecond}, "-", pr, &out)
+				took := time.Since(start)
+				if err != nil {
+					t.Fatalf("%v\n%s", err, out.String())
+				}
+				if err := <-wrote; err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("%s", out.String())
+				if heard := int64(len(call.Received())-before) / 8; heard < tc.heardMs-50 || heard > tc.heardMs+50 {
+					t.Errorf("heard %d ms, want %d", heard, tc.heardMs)
+				}
+				if tc.paced && took < 950*time.Millisecond {
+					t.Errorf("published 1 s of audio in %s", took)
+				}
+				if !strings.Contains(out.String(), "playback.finished") {
+					t.Errorf("output %s", out.String())
+				}
+			})
+		}
+	})
+
 	t.Run("without waiting", func(t *testing.T) {
 		code, stdout, stderr := runCallsim(t, "stream", "-nats", natsURL, "-sid", call.StreamSid(), "-rate", "24000", "-speed", "0", "-no-wait", pcmFile)
 		if code != 0 || !strings.Contains(stdout, "48000 bytes") || strings.Contains(stdout, "playback.") {
@@ -198,6 +252,7 @@ func TestStreamCommand(t *testing.T) {
 		{"bad speed", []string{"-sid", other.StreamSid(), "-speed", "fast", "-rate", "8000", pcmFile}, 2, "-speed"},
 		{"missing file", []string{"-sid", other.StreamSid(), filepath.Join(dir, "none.mp3")}, 1, "no such file"},
 		{"no file", []string{"-sid", other.StreamSid()}, 2, "FILE"},
+		{"stdin without a format", []string{"-sid", other.StreamSid(), "-"}, 2, "-format"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -55,19 +55,38 @@ type ProducerReport struct {
 	End       client.Event  // the playback's terminal event; zero with NoWait
 }
 
-// Produce streams the file f into a call as a streamed playback of
-// cfg.Format, paced at cfg.Speed, and waits for the playback to end. Its
-// error is nil only if the caller heard all of it (or, with NoWait, if all
-// of it was published).
-func Produce(ctx context.Context, cfg ProducerConfig, f io.ReadSeeker) (*ProducerReport, error) {
+// Produce streams r into a call as a streamed playback of cfg.Format,
+// paced at cfg.Speed, and waits for the playback to end. Its error is nil
+// only if the caller heard all of it (or, with NoWait, if all of it was
+// published).
+//
+// A file (an io.Seeker that seeks) is measured first, so that any format is
+// paced. Anything else, a pipe from a TTS engine say, is published as it
+// comes: PCM and μ-law paced by their byte rate, MP3 and WAV unpaced (the
+// writer's own pace is the producer's).
+func Produce(ctx context.Context, cfg ProducerConfig, r io.Reader) (*ProducerReport, error) {
 	if cfg.Chunk <= 0 {
 		cfg.Chunk = 20 * time.Millisecond
 	}
-	size, dur, err := measure(cfg.Format, f)
-	if err != nil {
-		return nil, err
+	var (
+		size int64         // bytes of audio…
+		dur  time.Duration // …that last this long; 0: unknown
+		err  error
+		rep  = &ProducerReport{}
+		// A file's chunks are read whole; a pipe's as they come.
+		read = func(p []byte) (int, error) { return io.ReadFull(r, p) }
+	)
+	if f, ok := r.(io.ReadSeeker); ok && seekable(f) {
+		if size, dur, err = measure(cfg.Format, f); err != nil {
+			return nil, err
+		}
+		rep.Duration = dur
+	} else {
+		read = r.Read
+		if bps := cfg.Format.BytesPerSecond(); bps > 0 {
+			size, dur = int64(bps), time.Second // a rate, not a length
+		}
 	}
-	rep := &ProducerReport{Duration: dur}
 	sid := cfg.StreamSid
 	if sid == "" {
 		if sid, err = onlyCall(ctx, cfg.Client); err != nil {
@@ -90,7 +109,7 @@ func Produce(ctx context.Context, cfg ProducerConfig, f io.ReadSeeker) (*Produce
 	defer w.Close()
 
 	// bytes per message, and the pace: size bytes over dur/Speed.
-	chunk := int64(1)
+	chunk := int64(4096)
 	if dur > 0 {
 		chunk = max(1, size*int64(cfg.Chunk)/int64(dur))
 	}
@@ -98,7 +117,7 @@ func Produce(ctx context.Context, cfg ProducerConfig, f io.ReadSeeker) (*Produce
 	start := time.Now()
 	var t *time.Timer
 	for {
-		n, rerr := io.ReadFull(f, buf)
+		n, rerr := read(buf)
 		if n > 0 {
 			if _, err := w.Write(buf[:n]); err != nil {
 				return rep, err
@@ -138,6 +157,12 @@ func Produce(ctx context.Context, cfg ProducerConfig, f io.ReadSeeker) (*Produce
 	}
 	rep.End, err = evs.WaitPlayback(ctx, rep.Playback.ID)
 	return rep, err
+}
+
+// seekable reports whether s can seek (a file, not a pipe).
+func seekable(s io.Seeker) bool {
+	_, err := s.Seek(0, io.SeekCurrent)
+	return err == nil
 }
 
 // measure returns the size of f and the length of its audio, and rewinds
@@ -190,8 +215,11 @@ func onlyCall(ctx context.Context, c *client.Client) (string, error) {
 func (r *ProducerReport) WriteSummary(w io.Writer) error {
 	pb := r.Playback
 	line := fmt.Sprintf("stream       %s into %s: playback %s\n", pb.Stream, pb.StreamSid, pb.ID)
-	line += fmt.Sprintf("published    %d bytes in %d messages, %s of audio in %s\n",
-		r.Bytes, r.Messages, r.Duration.Round(time.Millisecond), r.Published.Round(time.Millisecond))
+	line += fmt.Sprintf("published    %d bytes in %d messages, ", r.Bytes, r.Messages)
+	if r.Duration > 0 {
+		line += fmt.Sprintf("%s of audio ", r.Duration.Round(time.Millisecond))
+	}
+	line += fmt.Sprintf("in %s\n", r.Published.Round(time.Millisecond))
 	if e := r.End; e.Playback != nil {
 		line += fmt.Sprintf("%-12s heard %d ms", e.Kind, e.Playback.HeardMs)
 		if e.Playback.Reason != "" {
