@@ -32,9 +32,11 @@ func TestCompare(t *testing.T) {
 		addr := calltest.Serve(t, name, f)
 		return Target{Name: name, URL: "ws://" + addr + "/media-stream", Ready: "http://" + addr + "/metrics", Metrics: []string{"http://" + addr + "/metrics"}}
 	}
-	results, err := Compare(testCtx(t), CompareConfig{
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	results, err := Compare(ctx, CompareConfig{
 		Targets: []Target{target("a", time.Second), target("b", 2*time.Second)},
-		Load:    LoadConfig{Call: Config{Speed: 4}, Calls: 3, Rate: 100, Until: Until{Quiet: 300 * time.Millisecond, Duration: 10 * time.Second}},
+		Load:    LoadConfig{Call: Config{Speed: 4}, Calls: 3, Rate: 100, Until: Until{Quiet: time.Second, Duration: 10 * time.Second}},
 		Rounds:  2, Warmup: 1,
 	})
 	if err != nil {
@@ -74,7 +76,7 @@ func TestRunFloorClip(t *testing.T) {
 	case err := <-done:
 		t.Fatal(err)
 	}
-	c, err := Run(testCtx(t), Config{URL: "ws://" + addr.String() + "/", Speed: 4}, Until{Quiet: 300 * time.Millisecond, Duration: 10 * time.Second})
+	c, err := Run(testCtx(t), Config{URL: "ws://" + addr.String() + "/", Speed: 4}, Until{Quiet: time.Second, Duration: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
