@@ -14,9 +14,11 @@
 // done as the values come out; joint stereo; alias reduction; the IMDCT as
 // an 18-point DCT-IV split into two 9-point DCT-IIs; the polyphase
 // synthesis as a 32-point DCT-II (Lee's recursive split) and a windowed
-// sum over a ring of its outputs. DecodeFrameMono mixes the channels
-// before the synthesis filter bank (it is linear), so a stereo frame costs
-// one synthesis.
+// sum over a ring of its outputs (SSE on amd64). The IMDCT and DCT-32 run
+// as straight-line code written by mkunrolled.go; imdctLong and dct32 are
+// the same algorithms in loops, which the tests hold them to.
+// DecodeFrameMono mixes the channels before the hybrid and synthesis
+// filter banks (both linear), so a stereo frame costs one of each.
 //
 // The Huffman code tables and the synthesis window are go-mp3's
 // (github.com/hajimehoshi/go-mp3, Apache License 2.0, see LICENSE), which
