@@ -584,8 +584,8 @@ func TestClusterPlayFlood(t *testing.T) {
 	codes := map[string]int{}
 	got := 0
 	for sent := 0; sent < n || got < sent; {
-		// At most 500 in flight: as many as a burst of producers.
-		for sent < n && sent-got < 500 {
+		// At most 200 in flight: as many as a burst of producers.
+		for sent < n && sent-got < 200 {
 			if err := fs.nc.PublishRequest(bus.SubjectPlay, inbox, req); err != nil {
 				t.Fatal(err)
 			}
