@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -205,6 +206,14 @@ func (c *controller) openStream(it *item) (*streamSource, *bus.Error) {
 	if err := c.ss.srv.nc.FlushTimeout(cfg.RenderTimeout); err != nil {
 		src.close()
 		return nil, &bus.Error{Code: bus.CodeUnavailable, Message: fmt.Sprintf("subscribe %s: %v", bus.PlaybackAudio(it.id), err)}
+	}
+	// A subscription the server refuses is refused asynchronously, before
+	// the flush's answer: the producer must not be told to publish where
+	// nothing listens.
+	if err := c.ss.srv.nc.LastError(); errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), `"`+bus.PlaybackAudio(it.id)+`"`) {
+		src.close()
+		c.ss.srv.metrics.errors.WithLabelValues("stream_subscribe_denied").Inc()
+		return nil, &bus.Error{Code: bus.CodeInternal, Message: fmt.Sprintf("the edge may not subscribe to %s: grant it callcast.playback.*.audio (%v)", bus.PlaybackAudio(it.id), err)}
 	}
 	return src, nil
 }

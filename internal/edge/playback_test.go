@@ -2,13 +2,16 @@ package edge
 
 import (
 	"encoding/json"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/callcast/callcast/internal/bus"
+	"github.com/callcast/callcast/internal/calltest"
 	"github.com/callcast/callcast/internal/twilio"
 )
 
@@ -151,5 +154,51 @@ func TestQueueIsBounded(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // nothing else may follow
 	if n := len(events.wait(t, 0)); n != limit+4 {
 		t.Fatalf("%d events in all, want %d", n, limit+4)
+	}
+}
+
+// TestStreamRefusedWhenTheEdgeMayNotSubscribe: an edge whose NATS user may
+// not subscribe to playback audio answers a streamed play with an error,
+// instead of an audioSubject where nothing listens.
+func TestStreamRefusedWhenTheEdgeMayNotSubscribe(t *testing.T) {
+	ns := calltest.StartNATS(t, &server.Options{
+		Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
+		Users: []*server.User{
+			{Username: "edge", Password: "e", Permissions: &server.Permissions{
+				Subscribe: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"callcast.playback.>"}},
+			}},
+			{Username: "producer", Password: "p"},
+		},
+	})
+	edgeNC, err := bus.Connect(bus.ConnOptions{URL: ns.ClientURL(), User: "edge", Password: "e"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer edgeNC.Close()
+	nc, err := bus.Connect(bus.ConnOptions{URL: ns.ClientURL(), User: "producer", Password: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	srv, err := New(edgeNC, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := calltest.Serve(t, "edge", srv)
+	p := dialPeer(t, addr)
+	started := subscribe(t, nc, bus.SubjectStreamStarted)
+	p.start(nil)
+	started.wait(t, 1)
+	req, _ := json.Marshal(bus.Enqueue{Type: bus.TypeEnqueue, PlaybackID: "pb1", Stream: &bus.StreamFormat{Format: bus.FormatMulaw}, Mode: bus.ModeQueue})
+	resp, err := nc.Request(bus.StreamPlay(p.sid), req, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply, err := bus.DecodePlayReply(resp.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reply.Error == nil || reply.AudioSubject != "" || !strings.Contains(reply.Error.Message, "may not subscribe") {
+		t.Fatalf("reply %+v %+v, want an error naming the refused subscription", reply, reply.Error)
 	}
 }
