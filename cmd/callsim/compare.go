@@ -107,6 +107,9 @@ func compareCommand(stdout, stderr io.Writer) cli.Command {
 					Load: callsim.LoadConfig{
 						Call:  callsim.Config{Parameters: map[string]string{"audio": filepath.Base(clip)}},
 						Calls: calls, Rate: rate, Until: callsim.Until{Duration: duration, Quiet: quiet},
+						// CPU needs the first and last samples only; scraping
+						// more often would cost the servers CPU of its own.
+						MetricsEvery: time.Minute,
 					},
 					Rounds: rounds, Warmup: warmup,
 				})

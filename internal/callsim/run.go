@@ -120,6 +120,10 @@ type LoadConfig struct {
 	// PIDs lists more processes under test by ID (a nats-server, say),
 	// whose CPU and resident memory are read from /proc (Linux).
 	PIDs []int
+	// MetricsEvery is how often the processes are sampled for their peak
+	// memory; their CPU needs only the first and last samples. Zero: 250 ms.
+	// Scraping /metrics costs the process some CPU of its own.
+	MetricsEvery time.Duration
 	// InLatencyNATS, a NATS URL on this machine, measures caller audio
 	// latency: every caller says stamped frames (Caller is ignored) and a
 	// subscriber there on callcast.stream.*.in reports how long each
@@ -242,7 +246,11 @@ func Load(ctx context.Context, cfg LoadConfig) (LoadReport, error) {
 			return LoadReport{}, err
 		}
 	}
-	procs := watchProcesses(ctx, sources, 250*time.Millisecond)
+	every := cfg.MetricsEvery
+	if every <= 0 {
+		every = 250 * time.Millisecond
+	}
+	procs := watchProcesses(ctx, sources, every)
 
 	var (
 		mu  sync.Mutex
