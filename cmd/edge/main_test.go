@@ -30,6 +30,7 @@ func TestCommandLine(t *testing.T) {
 		{name: "unknown flag", args: []string{"-bogus"}, code: 2, stderr: "edge: flag provided but not defined: -bogus\nRun 'edge -h' for usage.\n"},
 		{name: "no workers", args: []string{"-worker-concurrency", "0"}, code: 2, stderr: "edge: invalid value 0 for -worker-concurrency (env WORKER_CONCURRENCY): want at least 1\nRun 'edge -h' for usage.\n"},
 		{name: "lead out of range", args: []string{"-lead", "10ms"}, code: 2, stderr: "edge: worker: lead 10ms: want 400ms to 1m0s\nRun 'edge -h' for usage.\n"},
+		{name: "lead out of range, not all-in-one", args: []string{"-nats", "nats://127.0.0.1:1", "-lead", "2m"}, code: 2, stderr: "edge: the lead must be one the workers take: worker: lead 2m0s: want 400ms to 1m0s\nRun 'edge -h' for usage.\n"},
 		{name: "zero lead", args: []string{"-lead", "0"}, code: 2, stderr: "edge: invalid value 0s for -lead (env PLAYBACK_LEAD): want more than 0\nRun 'edge -h' for usage.\n"},
 		{name: "bad public url", args: []string{"-public-url", "voice.example.com"}, code: 2, stderr: "edge: PUBLIC_URL \"voice.example.com\" must be an absolute http(s) URL\nRun 'edge -h' for usage.\n"},
 		{name: "bad nats listen", args: []string{"-nats-listen", "4222"}, code: 2, stderr: "edge: nats listen address \"4222\": address 4222: missing port in address\nRun 'edge -h' for usage.\n"},

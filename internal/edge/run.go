@@ -55,6 +55,13 @@ func (o Options) Validate() error {
 		return err
 	}
 	if !o.allInOne() {
+		// The edge paces its own playbacks to the lead, as the workers do:
+		// the same bounds apply.
+		if o.Edge.Lead != 0 {
+			if err := (worker.Config{Lead: o.Edge.Lead}).Validate(); err != nil {
+				return fmt.Errorf("edge: the lead must be one the workers take: %w", err)
+			}
+		}
 		return nil
 	}
 	if o.NATSListen != "" {
