@@ -128,7 +128,10 @@ func (c *controller) onEnqueue(msg *nats.Msg) {
 	it := &item{id: req.PlaybackID, reqID: req.RequestID, audio: req.Audio, durationMs: req.DurationMs, end: -1,
 		stream: req.Stream, interruptible: req.Interruptible}
 	reply := bus.PlayReply{Type: bus.TypePlayReply, PlaybackID: it.id, DurationMs: it.durationMs}
-	if it.stream != nil {
+	c.mu.Lock()
+	full := req.Mode != bus.ModeInterrupt && len(c.queue) >= c.ss.srv.cfg.MaxQueuedPlaybacks
+	c.mu.Unlock()
+	if it.stream != nil && !full {
 		// Subscribed, and the server has it, before the reply: whatever the
 		// producer publishes once it has the reply reaches this source.
 		src, e := c.openStream(it)
@@ -154,6 +157,9 @@ func (c *controller) onEnqueue(msg *nats.Msg) {
 	}
 	if req.Mode != bus.ModeInterrupt && len(c.queue) >= c.ss.srv.cfg.MaxQueuedPlaybacks {
 		c.mu.Unlock()
+		if it.src != nil {
+			it.src.close()
+		}
 		c.ss.srv.metrics.errors.WithLabelValues("queue_full").Inc()
 		reply := bus.ErrorReply(bus.CodeQueueFull, fmt.Sprintf("the call already has %d playbacks queued", c.ss.srv.cfg.MaxQueuedPlaybacks))
 		reply.PlaybackID = it.id

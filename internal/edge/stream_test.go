@@ -3,6 +3,8 @@ package edge
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
+	"errors"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -11,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/callcast/callcast/internal/audio"
 	"github.com/callcast/callcast/internal/bus"
@@ -363,5 +367,43 @@ func TestLongStreamHoldsMemoryFlat(t *testing.T) {
 	t.Logf("heap after 1 minute %d KiB, after %d minutes %d KiB", afterOne>>10, minutes, end>>10)
 	if end > afterOne+256<<10 {
 		t.Errorf("heap grew from %d to %d bytes over %d minutes of audio", afterOne, end, minutes)
+	}
+}
+
+// TestRefusedStreamLeavesNothing: a streamed playback refused with
+// queue_full is not subscribed to its audio subject; a queued one is.
+func TestRefusedStreamLeavesNothing(t *testing.T) {
+	addr, nc := serve(t, Config{MaxQueuedPlaybacks: 1})
+	p := dialPeer(t, addr)
+	started := subscribe(t, nc, bus.SubjectStreamStarted)
+	p.start(nil)
+	started.wait(t, 1)
+	f := bus.StreamFormat{Format: bus.FormatMulaw}
+	for i, want := range []string{"", "", bus.CodeQueueFull} {
+		req, _ := json.Marshal(bus.Enqueue{Type: bus.TypeEnqueue, PlaybackID: "s" + itoa(i), Stream: &f, Mode: bus.ModeQueue})
+		resp, err := nc.Request(bus.StreamPlay(p.sid), req, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := bus.DecodePlayReply(resp.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code := ""; r.Error != nil {
+			code = r.Error.Code
+			if code != want {
+				t.Fatalf("stream %d: %+v, want %q", i, r.Error, want)
+			}
+		} else if want != "" || r.AudioSubject != bus.PlaybackAudio("s"+itoa(i)) {
+			t.Fatalf("stream %d: %+v, want %q", i, r, want)
+		}
+	}
+	// NATS says at once when nobody is subscribed; a subscriber that does
+	// not answer lets the request time out.
+	if _, err := nc.Request(bus.PlaybackAudio("s2"), nil, time.Second); !errors.Is(err, nats.ErrNoResponders) {
+		t.Errorf("refused stream's audio subject: %v, want no responders", err)
+	}
+	if _, err := nc.Request(bus.PlaybackAudio("s1"), nil, 200*time.Millisecond); !errors.Is(err, nats.ErrTimeout) {
+		t.Errorf("queued stream's audio subject: %v, want a subscriber", err)
 	}
 }
