@@ -36,6 +36,18 @@ func storeErr(op, name string, err error) error {
 // object describes an AudioBucket object from its metadata, completing its
 // format from the shared cache for objects Put did not store.
 func (l *Library) object(ctx context.Context, st *stores, info *jetstream.ObjectInfo) Object {
+	return describe(info, func(key string) *jetstream.ObjectInfo {
+		ci, err := st.cache.obs.GetInfo(ctx, key)
+		if err != nil {
+			return nil
+		}
+		return ci
+	})
+}
+
+// describe describes an AudioBucket object from its metadata and, through
+// cached, its shared cache entry's.
+func describe(info *jetstream.ObjectInfo, cached func(key string) *jetstream.ObjectInfo) Object {
 	o := Object{Name: info.Name, Size: int64(info.Size), UploadedAt: info.ModTime}
 	key := objectKey(info)
 	if key != "" {
@@ -49,8 +61,8 @@ func (l *Library) object(ctx context.Context, st *stores, info *jetstream.Object
 	if key == "" {
 		return o
 	}
-	ci, err := st.cache.obs.GetInfo(ctx, key)
-	if err != nil {
+	ci := cached(key)
+	if ci == nil {
 		return o
 	}
 	o.Cached = ci.Size > 0
@@ -75,9 +87,18 @@ func (l *Library) List(ctx context.Context) ([]Object, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: list: %w", ErrUnavailable, err)
 	}
+	// One listing of the cache rather than a request per object.
+	entries, err := st.cache.obs.List(ctx)
+	if err != nil && !errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return nil, fmt.Errorf("%w: list the cache: %w", ErrUnavailable, err)
+	}
+	byKey := make(map[string]*jetstream.ObjectInfo, len(entries))
+	for _, e := range entries {
+		byKey[e.Name] = e
+	}
 	out := make([]Object, 0, len(infos))
 	for _, info := range infos {
-		out = append(out, l.object(ctx, st, info))
+		out = append(out, describe(info, func(key string) *jetstream.ObjectInfo { return byKey[key] }))
 	}
 	slices.SortFunc(out, func(a, b Object) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
