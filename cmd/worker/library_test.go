@@ -125,6 +125,21 @@ func TestLibraryCommand(t *testing.T) {
 		t.Errorf("get -o -: %d bytes, want %d", len(got), len(src))
 	}
 
+	// From standard input, as through docker compose exec -T.
+	stdin, err := os.Open(mp3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	saved := os.Stdin
+	os.Stdin = stdin
+	run(t, 0, "upload", "-name", "from-stdin.mp3", "-")
+	os.Stdin = saved
+	if got := run(t, 0, "get", "-o", "-", "from-stdin.mp3"); got != string(src) {
+		t.Errorf("uploaded from standard input: %d bytes back, want %d", len(got), len(src))
+	}
+	run(t, 0, "rm", "from-stdin.mp3")
+
 	if got := run(t, 0, "rm", "prompts/welcome.mp3"); !strings.Contains(got, "removed prompts/welcome.mp3") {
 		t.Errorf("rm: %q", got)
 	}
