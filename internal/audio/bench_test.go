@@ -197,12 +197,12 @@ func TestSteadyStateAllocsMP3(t *testing.T) {
 	}
 }
 
-// TestPatchedDecoderMatchesUpstream: where go-mp3 decodes correctly
+// TestDecoderMatchesUpstream: where go-mp3 decodes correctly
 // (MPEG-1; MPEG-2 without the padded frames it mis-sizes), the project's
 // decoder gives the same audio, within the LSB or two of rounding its
 // output instead of truncating it. (Not onset-24k-stereo-vbr.mp3: there
 // go-mp3 is 74.5 dB from mpg123's decoding, the project's decoder 107 dB.)
-func TestPatchedDecoderMatchesUpstream(t *testing.T) {
+func TestDecoderMatchesUpstream(t *testing.T) {
 	for _, name := range []string{benchFile, "onset-48k-stereo-cbr.mp3", "onset-32k-mono-cbr.mp3", "onset-16k-mono-cbr.mp3"} {
 		data := fixture(t, name)
 		up, err := upstream.NewDecoder(nonSeeker{bytes.NewReader(data)})
@@ -210,7 +210,7 @@ func TestPatchedDecoderMatchesUpstream(t *testing.T) {
 			t.Fatal(err)
 		}
 		want, _ := io.ReadAll(up)
-		got := decodePatched(t, data)
+		got := decodeOurs(t, data)
 		if len(got) != len(want)/2 {
 			t.Errorf("%s: %d samples, go-mp3 %d", name, len(got), len(want)/2)
 			continue
@@ -328,9 +328,9 @@ func TestPerStreamMemory(t *testing.T) {
 	runtime.KeepAlive(ts)
 }
 
-// decodePatched decodes a whole MP3 with the project's decoder alone, as
+// decodeOurs decodes a whole MP3 with the project's decoder alone, as
 // interleaved stereo samples (mono doubled, as go-mp3 does).
-func decodePatched(t testing.TB, data []byte) []int16 {
+func decodeOurs(t testing.TB, data []byte) []int16 {
 	t.Helper()
 	var d mp3.Decoder
 	var pcm [2 * 1152]int16
