@@ -175,11 +175,34 @@ func TestPutRefusedWhenLibraryFull(t *testing.T) {
 	if _, err := obs.PutBytes(ctx, "raw.mp3", make([]byte, 2*len(speech))); err == nil {
 		t.Error("the stream took an object past max_bytes")
 	}
-	// (The Object Store client leaves the metadata of an object whose
+	// (The Object Store client may leave the metadata of an object whose
 	// chunks were refused; rm removes it.)
-	if _, err := l.Remove(ctx, "raw.mp3"); err != nil {
+	if _, err := l.Remove(ctx, "raw.mp3"); err != nil && !errors.Is(err, ErrNotFound) {
 		t.Errorf("rm raw.mp3: %v", err)
 	}
+	// A bound set on the stream behind this library's back (so that only
+	// JetStream refuses) leaves nothing either.
+	other := newLibrary(t, Options{JS: js, LibraryMaxBytes: -1})
+	stream, err := js.Stream(ctx, "OBJ_"+AudioBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stream.CachedInfo().Config
+	cfg.MaxBytes = limit
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	before = streamState(t, js, AudioBucket)
+	if _, err := other.Put(ctx, "three.wav", bytes.NewReader(toneWAV(time.Second, 440))); err == nil {
+		t.Fatal("JetStream took an object past max_bytes")
+	}
+	if after := streamState(t, js, AudioBucket); after.Msgs != before.Msgs || after.Bytes != before.Bytes {
+		t.Errorf("an upload JetStream refused left messages: before %+v, after %+v", before, after)
+	}
+	if _, err := l.Stat(ctx, "three.wav"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("an upload JetStream refused left an object: %v", err)
+	}
+
 	// Removing makes room again.
 	if _, err := l.Remove(ctx, "one.mp3"); err != nil {
 		t.Fatal(err)

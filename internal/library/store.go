@@ -359,6 +359,7 @@ func (l *Library) Put(ctx context.Context, name string, r io.Reader) (Object, er
 	}
 	info, err := st.audio.obs.Put(ctx, jetstream.ObjectMeta{Name: name, Metadata: meta}, sp.f)
 	if err != nil {
+		l.dropFailedPut(st, name, sp.sum[:])
 		if unreachable(err) {
 			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
@@ -385,4 +386,20 @@ func (l *Library) Put(ctx context.Context, name string, r io.Reader) (Object, er
 		up.Cached = ok && err == nil
 	}
 	return up, nil
+}
+
+// dropFailedPut removes what a failed Put of name left: the Object Store
+// client purges the chunks it wrote, but the metadata message may have
+// been stored while a chunk was refused (JetStream's max_bytes, reached
+// by a concurrent writer), leaving an object that cannot be read.
+func (l *Library) dropFailedPut(st *stores, name string, sum []byte) {
+	ctx, cancel := context.WithTimeout(l.ctx, storeTimeout)
+	defer cancel()
+	info, err := st.audio.obs.GetInfo(ctx, name)
+	if err != nil || objectKey(info) != cacheKey(sum) {
+		return // not ours
+	}
+	if _, err := removeObject(ctx, st.audio, name); err != nil {
+		l.log.Warn("audio library: removing a failed upload's metadata failed", "audio", name, "err", err)
+	}
 }
