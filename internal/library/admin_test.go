@@ -21,9 +21,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/callcast/callcast/internal/audio"
+	"github.com/callcast/callcast/internal/calltest"
 )
 
 func TestLibraryAdmin(t *testing.T) {
+	calltest.CheckGoroutines(t) // background writes and the servers' goroutines end
 	ns := runNATS(t, true)
 	ctx := context.Background()
 	l := newLibrary(t, Options{JS: connectJS(t, ns)})
@@ -146,6 +148,7 @@ func streamState(t *testing.T, js jetstream.JetStream, bucket string) jetstream.
 }
 
 func TestPutRefusedWhenLibraryFull(t *testing.T) {
+	calltest.CheckGoroutines(t) // background writes and the servers' goroutines end
 	ns := runNATS(t, true)
 	ctx := context.Background()
 	js := connectJS(t, ns)
@@ -213,6 +216,7 @@ func TestPutRefusedWhenLibraryFull(t *testing.T) {
 }
 
 func TestSharedCacheEviction(t *testing.T) {
+	calltest.CheckGoroutines(t) // background writes and the servers' goroutines end
 	ns := runNATS(t, true)
 	ctx := context.Background()
 	js := connectJS(t, ns)
@@ -301,6 +305,7 @@ func TestSharedCacheEviction(t *testing.T) {
 }
 
 func TestUnavailableIsNotUnknown(t *testing.T) {
+	calltest.CheckGoroutines(t) // background writes and the servers' goroutines end
 	ns := runNATS(t, true)
 	l := newLibrary(t, Options{JS: connectJS(t, ns)})
 	if !l.Shared() {
@@ -540,6 +545,7 @@ func TestReplicas(t *testing.T) {
 }
 
 func TestCachedContentFollowsTheLibrary(t *testing.T) {
+	calltest.CheckGoroutines(t) // background writes and the servers' goroutines end
 	ns := runNATS(t, true)
 	ctx := context.Background()
 	js := connectJS(t, ns)
