@@ -37,6 +37,9 @@ func storeErr(op, name string, err error) error {
 // format from the shared cache for objects Put did not store.
 func (l *Library) object(ctx context.Context, st *stores, info *jetstream.ObjectInfo) Object {
 	return describe(info, func(key string) *jetstream.ObjectInfo {
+		if st.cache == nil {
+			return nil
+		}
 		ci, err := st.cache.obs.GetInfo(ctx, key)
 		if err != nil {
 			return nil
@@ -88,9 +91,12 @@ func (l *Library) List(ctx context.Context) ([]Object, error) {
 		return nil, fmt.Errorf("%w: list: %w", ErrUnavailable, err)
 	}
 	// One listing of the cache rather than a request per object.
-	entries, err := st.cache.obs.List(ctx)
-	if err != nil && !errors.Is(err, jetstream.ErrNoObjectsFound) {
-		return nil, fmt.Errorf("%w: list the cache: %w", ErrUnavailable, err)
+	var entries []*jetstream.ObjectInfo
+	if st.cache != nil {
+		entries, err = st.cache.obs.List(ctx)
+		if err != nil && !errors.Is(err, jetstream.ErrNoObjectsFound) {
+			return nil, fmt.Errorf("%w: list the cache: %w", ErrUnavailable, err)
+		}
 	}
 	byKey := make(map[string]*jetstream.ObjectInfo, len(entries))
 	for _, e := range entries {
@@ -192,8 +198,10 @@ func (l *Library) Remove(ctx context.Context, name string) (Object, error) {
 	}
 	if key := objectKey(info); key != "" && !l.contentInUse(ctx, st, key) {
 		l.mem.remove(key)
-		if _, err := removeObject(ctx, st.cache, key); err != nil {
-			return o, fmt.Errorf("%w: remove the cached μ-law of %q: %w", ErrUnavailable, name, err)
+		if st.cache != nil {
+			if _, err := removeObject(ctx, st.cache, key); err != nil {
+				return o, fmt.Errorf("%w: remove the cached μ-law of %q: %w", ErrUnavailable, name, err)
+			}
 		}
 		o.Cached = false
 	}
@@ -246,6 +254,9 @@ func (l *Library) CacheEntries(ctx context.Context) ([]CacheEntry, error) {
 		if key := objectKey(o); key != "" {
 			sources[key[:64]] = append(sources[key[:64]], o.Name)
 		}
+	}
+	if st.cache == nil {
+		return nil, fmt.Errorf("%w: the shared cache bucket is not bound", ErrUnavailable)
 	}
 	entries, err := st.cache.obs.List(ctx)
 	if err != nil && !errors.Is(err, jetstream.ErrNoObjectsFound) {

@@ -257,7 +257,8 @@ func bucketStats(ctx context.Context, b *bucket) (BucketStats, error) {
 	}, nil
 }
 
-// Buckets describes AudioBucket and CacheBucket, in that order.
+// Buckets describes AudioBucket and CacheBucket, in that order (the
+// latter only when it is bound).
 func (l *Library) Buckets(ctx context.Context) ([]BucketStats, error) {
 	st, err := l.requireStores(ctx)
 	if err != nil {
@@ -265,6 +266,9 @@ func (l *Library) Buckets(ctx context.Context) ([]BucketStats, error) {
 	}
 	var out []BucketStats
 	for _, b := range []*bucket{st.audio, st.cache} {
+		if b == nil {
+			continue
+		}
 		s, err := bucketStats(ctx, b)
 		if err != nil {
 			return nil, fmt.Errorf("%w: bucket %s: %w", ErrUnavailable, b.name, err)
@@ -375,7 +379,7 @@ func (l *Library) touch(key string) {
 		return
 	}
 	st := l.stores.Load()
-	if st == nil || !l.touched.due(key, time.Now(), l.opts.TouchInterval) {
+	if st == nil || st.cache == nil || !l.touched.due(key, time.Now(), l.opts.TouchInterval) {
 		return
 	}
 	select {

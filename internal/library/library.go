@@ -223,6 +223,8 @@ type Library struct {
 
 	stores      atomic.Pointer[stores] // nil until the buckets are bound
 	noJetStream atomic.Bool            // the last bind found no JetStream on the server
+	cacheBound  bool                   // the shared cache was bound (logged); under bindMu
+	cacheWarned atomic.Bool            // that it could not be was logged
 	bindMu      sync.Mutex
 	nextBind    time.Time
 	binding     bool

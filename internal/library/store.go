@@ -19,7 +19,9 @@ import (
 // stores are the bound Object Store buckets.
 type stores struct {
 	audio *bucket // AudioBucket
-	cache *bucket // CacheBucket
+	// cache is CacheBucket, or nil when it could not be bound (the audio
+	// library works without it; binding it is tried again).
+	cache *bucket
 }
 
 // Metadata of a CacheBucket object: the source's format.
@@ -51,9 +53,23 @@ func (l *Library) bind(ctx context.Context) error {
 		return err
 	}
 	l.noJetStream.Store(false)
+	if st.cache == nil {
+		l.nextBind = time.Now().Add(rebindInterval)
+		if old := l.stores.Load(); old != nil && old.cache != nil {
+			st.cache = old.cache // keep what worked
+		}
+	}
+	first := l.stores.Load() == nil
 	l.stores.Store(st)
-	l.log.Info("audio library: using JetStream Object Store", "audio_bucket", AudioBucket, "cache_bucket", CacheBucket,
-		"library_max_bytes", st.audio.max, "cache_max_bytes", st.cache.max)
+	if first || st.cache != nil && !l.cacheBound {
+		l.cacheBound = st.cache != nil
+		var cacheMax int64
+		if st.cache != nil {
+			cacheMax = st.cache.max
+		}
+		l.log.Info("audio library: using JetStream Object Store", "audio_bucket", AudioBucket, "cache_bucket", CacheBucket,
+			"library_max_bytes", st.audio.max, "shared_cache", st.cache != nil, "cache_max_bytes", cacheMax)
+	}
 	return nil
 }
 
@@ -67,7 +83,13 @@ func (l *Library) bindStores(ctx context.Context) (*stores, error) {
 		desc:     "callcast: transcoded G.711 μ-law 8 kHz mono, by source SHA-256 and pipeline version",
 		maxBytes: l.opts.CacheMaxBytes, replicas: l.opts.Replicas, keep: l.opts.KeepBuckets}, l.log)
 	if err != nil {
-		return nil, err
+		// The library plays without a shared cache meanwhile.
+		if l.cacheWarned.CompareAndSwap(false, true) {
+			l.log.Warn("audio library: shared transcode cache unavailable; caching in memory only, retrying", "err", err)
+		} else {
+			l.log.Debug("audio library: shared transcode cache still unavailable", "err", err)
+		}
+		c = nil
 	}
 	return &stores{audio: a, cache: c}, nil
 }
@@ -114,26 +136,25 @@ func (l *Library) requireStores(ctx context.Context) (*stores, error) {
 	return l.stores.Load(), nil
 }
 
-// shared returns the bound buckets, or nil; while unbound it starts, at
-// most every rebindInterval, a background attempt to bind them.
+// shared returns the bound buckets, or nil; while unbound (or bound
+// without the cache) it starts, at most every rebindInterval, a background
+// attempt to bind them.
 func (l *Library) shared() *stores {
-	if st := l.stores.Load(); st != nil {
+	st := l.stores.Load()
+	if st != nil && st.cache != nil || l.opts.JS == nil {
 		return st
-	}
-	if l.opts.JS == nil {
-		return nil
 	}
 	l.bindMu.Lock()
 	defer l.bindMu.Unlock()
 	if l.binding || time.Now().Before(l.nextBind) || l.ctx.Err() != nil {
-		return nil
+		return st
 	}
 	l.binding = l.goBackground(func() {
 		ctx, cancel := context.WithTimeout(l.ctx, storeTimeout)
 		defer cancel()
 		_ = l.bind(ctx)
 	})
-	return nil
+	return st
 }
 
 // objectKey is the cache key of an object, from the digest the Object
@@ -153,7 +174,7 @@ func objectKey(info *jetstream.ObjectInfo) string {
 // none or cannot be reached.
 func (l *Library) fetchShared(ctx context.Context, key string) *entry {
 	st := l.shared()
-	if st == nil {
+	if st == nil || st.cache == nil {
 		return nil
 	}
 	res, err := st.cache.obs.Get(ctx, key)
@@ -189,7 +210,7 @@ func (l *Library) fetchShared(ctx context.Context, key string) *entry {
 // without fetching it.
 func (l *Library) probeShared(ctx context.Context, key string) (audio.Info, bool) {
 	st := l.shared()
-	if st == nil {
+	if st == nil || st.cache == nil {
 		return audio.Info{}, false
 	}
 	info, err := st.cache.obs.GetInfo(ctx, key)
@@ -230,7 +251,7 @@ func (l *Library) store(key string, data []byte, info audio.Info) {
 	l.mem.put(e)
 	l.stored.Add(1)
 	st := l.shared()
-	if st == nil {
+	if st == nil || st.cache == nil {
 		return
 	}
 	select {
@@ -256,6 +277,9 @@ func (l *Library) store(key string, data []byte, info audio.Info) {
 // evicting entries to make room under Options.CacheMaxBytes. It reports
 // false, with no error, when e cannot fit.
 func (l *Library) putShared(ctx context.Context, st *stores, e *entry) (bool, error) {
+	if st.cache == nil {
+		return false, nil
+	}
 	if _, err := st.cache.obs.GetInfo(ctx, e.key); err == nil {
 		return true, nil
 	} else if !errors.Is(err, jetstream.ErrObjectNotFound) {
@@ -366,7 +390,7 @@ func (l *Library) Put(ctx context.Context, name string, r io.Reader) (Object, er
 		return up, fmt.Errorf("library: put %q: %w", name, err)
 	}
 	up.UploadedAt = info.ModTime
-	if key := cacheKey(sp.sum[:]); replaced != "" && replaced != key && !l.contentInUse(ctx, st, replaced) {
+	if key := cacheKey(sp.sum[:]); st.cache != nil && replaced != "" && replaced != key && !l.contentInUse(ctx, st, replaced) {
 		// The replaced content's μ-law would only wait for eviction.
 		l.mem.remove(replaced)
 		if _, err := removeObject(ctx, st.cache, replaced); err != nil {
