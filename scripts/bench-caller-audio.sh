@@ -7,7 +7,8 @@
 #
 # Each pair is an edge binary and the environment it runs with. Needs
 # /tmp/cc/{nats-server,worker,callsim} (see the README) and
-# /tmp/cc/audio/long.wav, a prompt longer than the calls. Prints callsim's
+# /tmp/cc/audio/long.wav, a prompt longer than the calls (PARAM=audio=none: no
+# playback, only the callers' audio). Prints callsim's
 # summary line for the edge process of each run.
 set -eu
 D=${DURATION:-40s}
@@ -28,7 +29,7 @@ while [ $# -ge 2 ]; do
 	sleep 2
 	echo "== $bin $env"
 	$cc/callsim -url ws://127.0.0.1:$((P + 81))/media-stream -calls "$CALLS" -rate 100 -duration "$D" -quiet 0 \
-		-param audio=long.wav -metrics http://127.0.0.1:$((P + 81))/metrics ${EXTRA:-} 2>/dev/null | grep -E "calls|underruns|process|caller audio" || true
+		-param "${PARAM:-audio=long.wav}" -metrics http://127.0.0.1:$((P + 81))/metrics ${EXTRA:-} 2>/dev/null | grep -E "calls|underruns|process|caller" || true
 	kill $worker $edge
 	wait $worker $edge 2>/dev/null || true
 	kill $ns

@@ -144,6 +144,10 @@ type LoadReport struct {
 	Underruns      int
 	UnderrunTime   time.Duration
 	ProtocolErrors int
+	// CallerMedia and CallerDropped add up the calls' caller media
+	// messages sent, and dropped because a socket was backed up: the load
+	// the callers actually put on the server.
+	CallerMedia, CallerDropped int
 	// Errors holds up to 10 example errors: dial failures, broken calls
 	// and protocol violations.
 	Errors  []error
@@ -185,6 +189,7 @@ func (r LoadReport) WriteSummary(w io.Writer) error {
 			ms(r.Percentile(50)), ms(r.Percentile(95)), ms(r.Percentile(99)), ms(r.FirstMedia[len(r.FirstMedia)-1]))
 	}
 	fmt.Fprintf(&b, "underruns    %d (%v of silence)\n", r.Underruns, r.UnderrunTime.Round(time.Millisecond))
+	fmt.Fprintf(&b, "caller media %d messages sent, %d dropped late\n", r.CallerMedia, r.CallerDropped)
 	if l := r.InLatency; len(l) > 0 || r.InUnstamped > 0 {
 		us := func(d time.Duration) time.Duration { return d.Round(10 * time.Microsecond) }
 		fmt.Fprintf(&b, "caller audio %d messages on .in (%d unstamped): caller → listener p50 %v  p95 %v  p99 %v  max %v\n",
@@ -307,6 +312,8 @@ launch:
 			} else {
 				rep.FirstMedia = append(rep.FirstMedia, st.FirstMedia)
 			}
+			rep.CallerMedia += st.CallerMedia
+			rep.CallerDropped += st.CallerDropped
 			rep.Underruns += st.Underruns
 			rep.UnderrunTime += st.UnderrunTime
 			rep.ProtocolErrors += st.Errors

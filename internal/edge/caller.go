@@ -148,7 +148,6 @@ func (ss *session) startCaller(st *twilio.Start) error {
 		leasable: cfg.CallerAudio != CallerAudioOff,
 		max:      int(cfg.CallerAudioBatch/time.Millisecond) * 8,
 	}
-	c.out = nats.Msg{Subject: c.subject, Header: nats.Header{bus.HeaderSeq: {""}, bus.HeaderTimestamp: {""}}}
 	if cfg.VAD == "on" {
 		c.vad = vad.New(vad.Config{})
 	}
@@ -261,6 +260,9 @@ func (c *callerAudio) flush() {
 		return
 	}
 	m := c.ss.srv.metrics.caller
+	if c.out.Header == nil { // on first use: most calls never publish
+		c.out = nats.Msg{Subject: c.subject, Header: nats.Header{bus.HeaderSeq: {""}, bus.HeaderTimestamp: {""}}}
+	}
 	c.out.Header[bus.HeaderSeq][0] = strconv.FormatInt(c.first.Chunk, 10)
 	c.out.Header[bus.HeaderTimestamp][0] = strconv.FormatInt(c.first.Timestamp, 10)
 	c.out.Data = c.batch
