@@ -405,19 +405,21 @@ func TestReadTimeout(t *testing.T) {
 }
 
 func TestSlowPeerIsClosed(t *testing.T) {
-	addr, nc := serve(t, Config{SendQueue: 4, SendTimeout: 200 * time.Millisecond, WriteTimeout: 500 * time.Millisecond, SlowPeerAfter: 300 * time.Millisecond})
+	addr, nc := serve(t, Config{SendQueue: 4, SendTimeout: 200 * time.Millisecond, WriteTimeout: 500 * time.Millisecond, Lead: 500 * time.Millisecond, SlowPeerAfter: 300 * time.Millisecond})
 	p := dialPeer(t, addr)
 	events := subscribe(t, nc, bus.StreamEvents(p.sid))
 	started := subscribe(t, nc, bus.SubjectStreamStarted)
 	p.start(nil)
 	started.wait(t, 1)
 	// The peer never reads (nor echoes): the edge must close it instead of
-	// buffering without bound. The producer's media is a playback the
-	// edge paces (by the wall clock, marks not coming back), holding at
-	// most MaxStreamAhead of it.
+	// buffering without bound. The producer's media (80 s of it, within
+	// the stream's bus buffer) is a playback the edge paces, by the wall
+	// clock since no mark comes back, so the peer falls behind real time.
+	// (A flood past MaxStreamAhead is refused as too_large instead, and
+	// then nothing is sent.)
 	payload := base64.StdEncoding.EncodeToString(make([]byte, 16<<10))
 	msg := []byte(`{"event":"media","media":{"payload":"` + payload + `"}}`)
-	for range 1000 {
+	for range 40 {
 		if err := nc.Publish(bus.StreamOut(p.sid), msg); err != nil {
 			t.Fatal(err)
 		}
