@@ -66,8 +66,8 @@ func (s *Server) handleSocket(c *contrib.Conn) {
 		log:  s.log.With("remote", c.IP()),
 		send: make(chan *[]byte, s.cfg.SendQueue),
 		done: make(chan struct{}),
-		lag:  newLagMeter(s.cfg.Lead+time.Second, s.cfg.SlowPeerAfter),
 	}
+	ss.lag = newLagMeter(s.cfg.Lead+time.Second, s.cfg.SlowPeerAfter, ss.slowPeer)
 	if !s.track(ss) {
 		_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseTryAgainLater, "draining"), time.Now().Add(time.Second))
 		return
@@ -475,6 +475,7 @@ func (ss *session) sendClear() {
 // finish runs after the writer has stopped: unsubscribe, end the call's
 // playbacks, announce the end, close the socket.
 func (ss *session) finish(reason string) {
+	ss.lag.stop()
 	for _, sub := range []*nats.Subscription{ss.playSub, ss.sub} {
 		if sub != nil {
 			_ = sub.Unsubscribe()

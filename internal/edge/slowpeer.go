@@ -17,20 +17,45 @@ import (
 type lagMeter struct {
 	limit int64         // bytes of audio behind that count as late
 	after time.Duration // how long it may stay late before it is cut
+	// onLate is called, once, when the peer has been late for after
+	// without a message or an echo to notice it (nothing else moves).
+	onLate func()
 
 	mu      sync.Mutex
 	written int64   // audio bytes handed to the writer
 	heard   int64   // position of the last mark echoed
 	marks   []int64 // positions of marks handed to the writer, not yet echoed, oldest first
 	late    time.Time
+	timer   *time.Timer // armed while late
+	stopped bool
 }
 
 // maxMarksInFlight bounds lagMeter.marks: a peer that echoes nothing
 // while this many marks are out is late by any measure.
 const maxMarksInFlight = 4096
 
-func newLagMeter(lead, after time.Duration) *lagMeter {
-	return &lagMeter{limit: int64(lead/time.Millisecond) * (twilio.SampleRate / 1000), after: after}
+func newLagMeter(lead, after time.Duration, onLate func()) *lagMeter {
+	return &lagMeter{limit: int64(lead/time.Millisecond) * (twilio.SampleRate / 1000), after: after, onLate: onLate}
+}
+
+// stop disarms the meter's timer for good.
+func (l *lagMeter) stop() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.stopped = true
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+}
+
+// fire runs when the peer may have been late for long enough.
+func (l *lagMeter) fire() {
+	l.mu.Lock()
+	late := !l.stopped && !l.late.IsZero() && time.Since(l.late) >= l.after
+	l.mu.Unlock()
+	if late {
+		l.onLate()
+	}
 }
 
 var (
@@ -91,10 +116,22 @@ func (l *lagMeter) behind() int64 {
 func (l *lagMeter) checkLocked(now time.Time) bool {
 	if l.written-l.heard <= l.limit {
 		l.late = time.Time{}
+		if l.timer != nil {
+			l.timer.Stop()
+		}
 		return false
 	}
 	if l.late.IsZero() {
 		l.late = now
+		if !l.stopped && l.onLate != nil {
+			// A peer that stops echoing and reading at once sends
+			// nothing that would call us again.
+			if l.timer == nil {
+				l.timer = time.AfterFunc(l.after, l.fire)
+			} else {
+				l.timer.Reset(l.after)
+			}
+		}
 		return false
 	}
 	return now.Sub(l.late) >= l.after

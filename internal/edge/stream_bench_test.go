@@ -36,7 +36,7 @@ func newPacerRig(tb testing.TB) *pacerRig {
 	srv := &Server{nc: nc, metrics: m, log: slog.New(slog.DiscardHandler)}
 	srv.cfg.setDefaults()
 	ss := &session{srv: srv, log: srv.log, sid: "MZ0123456789abcdef0123456789abcdef", startedAt: time.Now(),
-		send: make(chan *[]byte, 64), done: make(chan struct{}), lag: newLagMeter(time.Hour, time.Hour)}
+		send: make(chan *[]byte, 64), done: make(chan struct{}), lag: newLagMeter(time.Hour, time.Hour, nil)}
 	c := newController(ss)
 	ss.ctl = c
 	tb.Cleanup(func() { c.close(bus.StopReasonTwilio) })
