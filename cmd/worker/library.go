@@ -286,7 +286,10 @@ func openLibrary(ctx context.Context, lf libraryFlags) (context.Context, *cliLib
 		nc.Close()
 		return nil, nil, nil, err
 	}
-	lib, err := library.New(ctx, library.Options{
+	// Binding (in New, and again in Bind if that failed) gets 10 s.
+	bindCtx, cancelBind := context.WithTimeout(ctx, 10*time.Second)
+	defer cancelBind()
+	lib, err := library.New(bindCtx, library.Options{
 		JS: js, MemoryBytes: -1, KeepBuckets: true,
 		LibraryMaxBytes: lf.libraryMax, CacheMaxBytes: lf.cacheMax, Replicas: lf.replicas,
 	})
@@ -297,8 +300,6 @@ func openLibrary(ctx context.Context, lf libraryFlags) (context.Context, *cliLib
 	}
 	cl := &cliLibrary{Library: lib, nc: nc, urls: nopts.URL}
 	done := func() { lib.Close(); nc.Close(); cancel() }
-	bindCtx, cancelBind := context.WithTimeout(ctx, 10*time.Second)
-	defer cancelBind()
 	if err := lib.Bind(bindCtx); err != nil {
 		err = cl.explain(err)
 		done()
