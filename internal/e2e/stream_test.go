@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -530,6 +531,53 @@ func TestStreamedAndFilePlaybacksShareTheTimeline(t *testing.T) {
 		ev.playback(t, bus.EventPlaybackFinished, b.PlaybackID, 5*time.Second)
 		if got := call.Played(); !bytes.HasSuffix(got, tone[:4000]) {
 			t.Errorf("the stream was not heard whole at the end")
+		}
+	})
+
+	t.Run("producer media on .out pauses a stream", func(t *testing.T) {
+		sid, ev, call := liveCall(t, s, 8)
+		long := mulawTone(700, 8*time.Second)
+		a := startStream(t, s.nc, bus.PlayRequest{StreamSid: sid, Stream: mulaw})
+		publishStream(t, s.nc, a.AudioSubject, long, 320)
+		ev.playback(t, bus.EventPlaybackStarted, a.PlaybackID, 5*time.Second)
+		waitFor(t, "some of the stream heard", 5*time.Second, func() bool { return len(call.Played()) >= 2000 })
+		own := mulawTone(523, time.Second)
+		for off := 0; off < len(own); off += audio.FrameSize {
+			msg := `{"event":"media","media":{"payload":"` + base64.StdEncoding.EncodeToString(own[off:off+audio.FrameSize]) + `"}}`
+			if err := s.nc.Publish(bus.StreamOut(sid), []byte(msg)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.nc.Publish(bus.StreamOut(sid), []byte(`{"event":"mark","mark":{"name":"own-done"}}`)); err != nil {
+			t.Fatal(err)
+		}
+		fin := ev.playback(t, bus.EventPlaybackFinished, a.PlaybackID, 10*time.Second)
+		if fin.Playback.HeardMs != bus.MsOf(int64(len(long))) {
+			t.Errorf("finished %+v, want all %d ms", fin.Playback, bus.MsOf(int64(len(long))))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := call.WaitMark(ctx, "own-done"); err != nil {
+			t.Errorf("the producer's mark: %v", err)
+		}
+		got := call.Received()
+		if runs := interleaving(t, got, long, own); runs != 3 {
+			t.Errorf("heard the stream and the producer's media in %d runs, want 3: stream, media, the rest of the stream", runs)
+		}
+		// The producer's mark went out after all of its media.
+		heard := 0
+		for _, m := range call.Messages() {
+			switch {
+			case m.Event == "media":
+				heard += len(decodePayload(t, m.Media.Payload))
+			case m.Event == "mark" && m.Mark.Name == "own-done":
+				if !bytes.Contains(got[:heard], own[len(own)-audio.FrameSize:]) {
+					t.Errorf("the producer's mark went out after %d bytes, before the end of its media", heard)
+				}
+			}
+		}
+		if n := len(call.Marks()); n == 0 || !slices.Contains(call.Marks(), "own-done") {
+			t.Errorf("the producer's mark never came: %v", call.Marks())
 		}
 	})
 
