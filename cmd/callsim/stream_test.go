@@ -94,20 +94,7 @@ func tonePCM(rate int, d time.Duration) []byte {
 // same samples in a WAV file.
 func heardAs(t *testing.T, rate int, pcm []byte) []byte {
 	t.Helper()
-	le := binary.LittleEndian
-	wav := make([]byte, 44, 44+len(pcm))
-	copy(wav, "RIFF")
-	le.PutUint32(wav[4:], uint32(36+len(pcm)))
-	copy(wav[8:], "WAVEfmt ")
-	le.PutUint32(wav[16:], 16)
-	le.PutUint16(wav[20:], 1)
-	le.PutUint16(wav[22:], 1)
-	le.PutUint32(wav[24:], uint32(rate))
-	le.PutUint32(wav[28:], uint32(rate*2))
-	le.PutUint16(wav[32:], 2)
-	le.PutUint16(wav[34:], 16)
-	copy(wav[36:], "data")
-	le.PutUint32(wav[40:], uint32(len(pcm)))
+	wav := audio.AppendWAVHeader(make([]byte, 0, 44+len(pcm)), rate, 1, len(pcm))
 	tc, err := audio.NewTranscoder(bytes.NewReader(append(wav, pcm...)), audio.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -44,23 +44,11 @@ func ulawToFloat(b []byte) []float64 {
 
 // makeWAV builds a 16-bit PCM WAV from interleaved samples.
 func makeWAV(rate, channels int, samples []int16) []byte {
-	var b bytes.Buffer
-	le := binary.LittleEndian
-	data := len(samples) * 2
-	b.WriteString("RIFF")
-	binary.Write(&b, le, uint32(36+data))
-	b.WriteString("WAVEfmt ")
-	binary.Write(&b, le, uint32(16))
-	binary.Write(&b, le, uint16(wavePCM))
-	binary.Write(&b, le, uint16(channels))
-	binary.Write(&b, le, uint32(rate))
-	binary.Write(&b, le, uint32(rate*channels*2))
-	binary.Write(&b, le, uint16(channels*2))
-	binary.Write(&b, le, uint16(16))
-	b.WriteString("data")
-	binary.Write(&b, le, uint32(data))
-	binary.Write(&b, le, samples)
-	return b.Bytes()
+	b := AppendWAVHeader(make([]byte, 0, 44+2*len(samples)), rate, channels, 2*len(samples))
+	for _, v := range samples {
+		b = binary.LittleEndian.AppendUint16(b, uint16(v))
+	}
+	return b
 }
 
 // sineWAV is n samples of a sine of amplitude amp at freq Hz, mono.

@@ -12,26 +12,6 @@ import (
 	"testing/iotest"
 )
 
-// streamWAVHeader is the header the edge puts in front of a streamed
-// pcm_s16le playback: sizes unknown (all ones).
-func streamWAVHeader(rate, ch int) []byte {
-	b := make([]byte, 44)
-	le := binary.LittleEndian
-	copy(b, "RIFF")
-	le.PutUint32(b[4:], 0xFFFFFFFF)
-	copy(b[8:], "WAVEfmt ")
-	le.PutUint32(b[16:], 16)
-	le.PutUint16(b[20:], 1)
-	le.PutUint16(b[22:], uint16(ch))
-	le.PutUint32(b[24:], uint32(rate))
-	le.PutUint32(b[28:], uint32(rate*2*ch))
-	le.PutUint16(b[32:], uint16(2*ch))
-	le.PutUint16(b[34:], 16)
-	copy(b[36:], "data")
-	le.PutUint32(b[40:], 0xFFFFFFFF)
-	return b
-}
-
 // TestStreamedPCMChunks: PCM streams at the rates producers send, pushed
 // in chunks of any size (down to one byte, splitting samples) and read in
 // any sizes, give the same bytes as the whole stream transcoded at once.
@@ -47,7 +27,7 @@ func TestStreamedPCMChunks(t *testing.T) {
 					v := 9000*math.Sin(2*math.Pi*440*ti) + 4000*math.Sin(2*math.Pi*3700*ti+float64(i%ch)) + 2000*rng.NormFloat64()
 					pcm[i] = int16(max(-32768, min(32767, math.Round(v))))
 				}
-				data := streamWAVHeader(rate, ch)
+				data := AppendWAVHeader(nil, rate, ch, -1)
 				for _, v := range pcm {
 					data = binary.LittleEndian.AppendUint16(data, uint16(v))
 				}

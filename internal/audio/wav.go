@@ -245,3 +245,27 @@ func (w *wavReader) readMono(dst []float32) (_ int, err error) {
 	}
 	return frames, err
 }
+
+// AppendWAVHeader appends to dst the 44-byte header of a WAV file of
+// 16-bit little-endian PCM at rate Hz with channels interleaved channels
+// and dataLen bytes of samples. A negative dataLen writes the sizes as
+// unknown (0xFFFFFFFF), as for a stream read to its end.
+func AppendWAVHeader(dst []byte, rate, channels, dataLen int) []byte {
+	le := binary.LittleEndian
+	riff, data := uint32(0xFFFFFFFF), uint32(0xFFFFFFFF)
+	if dataLen >= 0 {
+		riff, data = uint32(36+dataLen), uint32(dataLen)
+	}
+	dst = append(dst, "RIFF"...)
+	dst = le.AppendUint32(dst, riff)
+	dst = append(dst, "WAVEfmt "...)
+	dst = le.AppendUint32(dst, 16)
+	dst = le.AppendUint16(dst, wavePCM)
+	dst = le.AppendUint16(dst, uint16(channels))
+	dst = le.AppendUint32(dst, uint32(rate))
+	dst = le.AppendUint32(dst, uint32(rate*2*channels))
+	dst = le.AppendUint16(dst, uint16(2*channels))
+	dst = le.AppendUint16(dst, 16)
+	dst = append(dst, "data"...)
+	return le.AppendUint32(dst, data)
+}

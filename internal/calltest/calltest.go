@@ -26,6 +26,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/callcast/callcast/internal/audio"
 	"github.com/callcast/callcast/internal/bus"
 )
 
@@ -144,22 +145,10 @@ func (b *SyncBuffer) String() string {
 // WAV file of 16-bit PCM, 8 kHz mono.
 func SineWAV(d time.Duration, hz float64) []byte {
 	n := int(d.Seconds() * 8000)
-	b := make([]byte, 44+2*n)
-	copy(b, "RIFF")
-	binary.LittleEndian.PutUint32(b[4:], uint32(36+2*n))
-	copy(b[8:], "WAVEfmt ")
-	binary.LittleEndian.PutUint32(b[16:], 16)
-	binary.LittleEndian.PutUint16(b[20:], 1) // PCM
-	binary.LittleEndian.PutUint16(b[22:], 1)
-	binary.LittleEndian.PutUint32(b[24:], 8000)
-	binary.LittleEndian.PutUint32(b[28:], 16000)
-	binary.LittleEndian.PutUint16(b[32:], 2)
-	binary.LittleEndian.PutUint16(b[34:], 16)
-	copy(b[36:], "data")
-	binary.LittleEndian.PutUint32(b[40:], uint32(2*n))
+	b := audio.AppendWAVHeader(make([]byte, 0, 44+2*n), 8000, 1, 2*n)
 	for i := range n {
 		v := int16(8000 * math.Sin(2*math.Pi*hz*float64(i)/8000))
-		binary.LittleEndian.PutUint16(b[44+2*i:], uint16(v))
+		b = binary.LittleEndian.AppendUint16(b, uint16(v))
 	}
 	return b
 }

@@ -55,21 +55,7 @@ func pcmSignal(rate, ch int, d time.Duration) []byte {
 
 // wavFile wraps 16-bit PCM in a WAV header that records its length.
 func wavFile(rate, ch int, pcm []byte) []byte {
-	le := binary.LittleEndian
-	b := make([]byte, 44, 44+len(pcm))
-	copy(b, "RIFF")
-	le.PutUint32(b[4:], uint32(36+len(pcm)))
-	copy(b[8:], "WAVEfmt ")
-	le.PutUint32(b[16:], 16)
-	le.PutUint16(b[20:], 1)
-	le.PutUint16(b[22:], uint16(ch))
-	le.PutUint32(b[24:], uint32(rate))
-	le.PutUint32(b[28:], uint32(rate*2*ch))
-	le.PutUint16(b[32:], uint16(2*ch))
-	le.PutUint16(b[34:], 16)
-	copy(b[36:], "data")
-	le.PutUint32(b[40:], uint32(len(pcm)))
-	return append(b, pcm...)
+	return append(audio.AppendWAVHeader(make([]byte, 0, 44+len(pcm)), rate, ch, len(pcm)), pcm...)
 }
 
 // filePath is what the file path makes of a file: the transcoder's μ-law.
