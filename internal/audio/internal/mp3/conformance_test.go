@@ -172,6 +172,9 @@ func TestConformance(t *testing.T) {
 			}
 			channels, rate, granule := firstHeader(data)
 			got, err := decodeStream(t, data)
+			if err != nil {
+				t.Fatal(err)
+			}
 			ref := readPCM(t, filepath.Join(dir, tt.name+".pcm"))
 			a := compare(got, ref, channels, granule)
 			t.Logf("%d Hz, %d ch: %d of %d reference samples compared (offset %d): RMS %.4f LSB, max %.0f LSB",
