@@ -273,13 +273,11 @@ func TestSpeechInNoise(t *testing.T) {
 	for _, n := range []string{"white", "pink", "brown", "hum50", "hum60"} {
 		rows = append(rows, row{n, -26, 10, true, false})
 	}
-	for _, r := range []row{
-		{"pink", -16, 10, true, false}, {"pink", -36, 10, true, false},
-		{"white", -26, 20, false, false}, {"pink", -26, 5, false, false}, {"white", -26, 5, false, false}, {"pink", -26, 0, false, false},
-		{"white", -26, 10, false, true}, {"pink", -26, 10, false, true},
-	} {
-		rows = append(rows, r)
-	}
+	rows = append(rows,
+		row{"pink", -16, 10, true, false}, row{"pink", -36, 10, true, false},
+		row{"white", -26, 20, false, false}, row{"pink", -26, 5, false, false}, row{"white", -26, 5, false, false}, row{"pink", -26, 0, false, false},
+		row{"white", -26, 10, false, true}, row{"pink", -26, 10, false, true},
+	)
 	var table strings.Builder
 	fmt.Fprintf(&table, "\n| noise | speech dBFS | SNR dB | onset ≤ %d ms | onset latency p50 / p95 ms | end ≤ %d ms | stop fired after end p50 / p95 ms | splits | false starts |\n|---|---|---|---|---|---|---|---|---|\n", onsetBudgetMs, endBudgetMs)
 	for i, r := range rows {
