@@ -392,6 +392,21 @@ func TestStreamedPlaybackProducerTrouble(t *testing.T) {
 		}
 	})
 
+	t.Run("only the end", func(t *testing.T) {
+		sid, ev, call := liveCall(t, s, 8)
+		r := startStream(t, s.nc, bus.PlayRequest{StreamSid: sid, Stream: mulaw})
+		publishChunk(t, s.nc, r.AudioSubject, 0, nil, true) // no Callcast-Seq: after everything
+		f := ev.playback(t, bus.EventPlaybackFinished, r.PlaybackID, 5*time.Second)
+		if f.Playback.HeardMs != 0 || len(call.Received()) != 0 {
+			t.Errorf("finished %+v after %d bytes, want nothing heard", f.Playback, len(call.Received()))
+		}
+		for _, k := range ev.kinds() {
+			if k == bus.EventPlaybackStarted || k == bus.EventPlaybackFailed {
+				t.Errorf("events %v", ev.kinds())
+			}
+		}
+	})
+
 	t.Run("never sends the end", func(t *testing.T) {
 		sid, ev, call := liveCall(t, s, 8)
 		r := startStream(t, s.nc, bus.PlayRequest{StreamSid: sid, Stream: mulaw})

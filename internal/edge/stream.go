@@ -121,8 +121,9 @@ func (s *streamSource) decodes() bool { return s.format.Format != bus.FormatMula
 // onMsg takes one message of bus.PlaybackAudio.
 func (s *streamSource) onMsg(msg *nats.Msg) {
 	end := msg.Header.Get(bus.HeaderEnd) == "true"
-	seq, err := parseSeq(msg.Header.Get(bus.HeaderSeq))
-	if err != nil && !(end && len(msg.Data) == 0 && msg.Header.Get(bus.HeaderSeq) == "") {
+	v := msg.Header.Get(bus.HeaderSeq)
+	seq, err := parseSeq(v)
+	if err != nil && !(end && v == "") { // an end may go without a number
 		s.mu.Lock()
 		s.stats.bad++
 		s.mu.Unlock()
@@ -143,8 +144,8 @@ func parseSeq(v string) (uint64, error) {
 	return n, nil
 }
 
-// take files chunk seq (0: an end without a number of its own, after every
-// chunk seen) and passes on what is now in order.
+// take files chunk seq (0: an end without a number of its own, which comes
+// after every chunk seen) and passes on what is now in order.
 func (s *streamSource) take(seq uint64, end bool, data []byte) {
 	s.mu.Lock()
 	if s.closed || s.inEnded || s.fail != nil {
@@ -157,12 +158,13 @@ func (s *streamSource) take(seq uint64, end bool, data []byte) {
 	if s.timer != nil {
 		s.timer.Reset(s.idle)
 	}
-	switch {
-	case seq == 0: // an empty end without a number: after the highest seen
-		s.endSeen, s.endSeq = true, s.next-1
+	if seq == 0 {
+		seq = s.next
 		for k := range s.held {
-			s.endSeq = max(s.endSeq, k)
+			seq = max(seq, k+1)
 		}
+	}
+	switch {
 	case seq < s.next || s.isHeld(seq) || s.endSeen && seq > s.endSeq:
 		s.stats.late++
 		s.mu.Unlock()

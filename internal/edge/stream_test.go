@@ -407,3 +407,18 @@ func TestRefusedStreamLeavesNothing(t *testing.T) {
 		t.Errorf("queued stream's audio subject: %v, want a subscriber", err)
 	}
 }
+
+// TestEndWithoutNumber: an end without Callcast-Seq follows every chunk
+// published before it, its payload included.
+func TestEndWithoutNumber(t *testing.T) {
+	s := newStreamSource(bus.StreamFormat{Format: bus.FormatMulaw}, 0, func() {})
+	defer s.close()
+	s.take(2, false, []byte{2})
+	s.take(1, false, []byte{1})
+	s.onMsg(&nats.Msg{Data: []byte{3}, Header: nats.Header{bus.HeaderEnd: {"true"}}})
+	s.take(4, false, []byte{4}) // after the end: dropped
+	finished(t, s)
+	if got := outBytes(s); !bytes.Equal(got, []byte{1, 2, 3}) {
+		t.Errorf("out %v, want [1 2 3]", got)
+	}
+}
