@@ -20,6 +20,7 @@ import (
 
 	"github.com/callcast/callcast/client"
 	"github.com/callcast/callcast/internal/bus"
+	"github.com/callcast/callcast/internal/calltest"
 	"github.com/callcast/callcast/internal/twilio"
 )
 
@@ -30,15 +31,7 @@ import (
 // natsConn runs an in-process NATS server and returns a connection to it.
 func natsConn(t testing.TB, maxPayload int32) *nats.Conn {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{DontListen: true, NoLog: true, NoSigs: true, MaxPayload: maxPayload})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(5 * time.Second) {
-		t.Fatal("nats: not ready")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	ns := calltest.StartNATS(t, &server.Options{DontListen: true, NoLog: true, NoSigs: true, MaxPayload: maxPayload})
 	nc, err := nats.Connect("", nats.InProcessServer(ns))
 	if err != nil {
 		t.Fatal(err)
