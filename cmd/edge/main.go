@@ -37,7 +37,7 @@ func program(stdout, stderr io.Writer) cli.Program {
 		Stdout:  stdout,
 		Stderr:  stderr,
 		Commands: []cli.Command{
-			{Args: "[flags]", Summary: "serve", Setup: func(f *cli.Flags) cli.RunFunc { return serve(f, stderr) }},
+			{Args: "[flags]", Summary: "serve the webhook and media streams (all-in-one: with NATS and workers)", Setup: func(f *cli.Flags) cli.RunFunc { return serve(f, stderr) }},
 			cli.HealthcheckCommand("addr", "EDGE_ADDR", ":8080"),
 		},
 	}

@@ -39,7 +39,7 @@ func program(stdout, stderr io.Writer) cli.Program {
 		Stdout:  stdout,
 		Stderr:  stderr,
 		Commands: []cli.Command{
-			{Args: "[flags]", Summary: "serve", Setup: func(f *cli.Flags) cli.RunFunc { return serve(f, stderr) }},
+			{Args: "[flags]", Summary: "serve: play audio into calls", Setup: func(f *cli.Flags) cli.RunFunc { return serve(f, stderr) }},
 			transcodeCommand(stdout, stderr),
 			libraryCommand(stdout),
 			uploadCommand(stdout),

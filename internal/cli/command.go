@@ -187,9 +187,20 @@ func (p Program) usage(w io.Writer, cmd *Command) {
 		return
 	}
 	fmt.Fprintf(w, "%s\n\nusage:\n", strings.TrimSpace(p.Summary))
+	// Synopses and summaries side by side, unless a synopsis is too long
+	// for that: then each summary goes under its synopsis.
+	wide := false
+	for _, c := range p.Commands {
+		wide = wide || len(p.commandName(&c)+" "+c.Args) > 44
+	}
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	for _, c := range p.Commands {
-		fmt.Fprintf(tw, "  %s\t%s\n", strings.TrimSpace(p.commandName(&c)+" "+c.Args), c.Summary)
+		synopsis := strings.TrimSpace(p.commandName(&c) + " " + c.Args)
+		if wide {
+			fmt.Fprintf(w, "  %s\n      %s\n", synopsis, c.Summary)
+			continue
+		}
+		fmt.Fprintf(tw, "  %s\t%s\n", synopsis, c.Summary)
 	}
 	tw.Flush()
 	if len(p.Commands) > 1 {
