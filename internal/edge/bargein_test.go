@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -180,7 +181,10 @@ func TestBargeInLatency(t *testing.T) {
 		return true
 	})
 	for _, c := range cs {
-		lat = append(lat, c.c.ClearTimes()[0]-c.at-callsim.FrameInterval)
+		// The frame holding the speech's first sample leaves at the end
+		// of its 20 ms: chunk n at n × 20 ms.
+		sent := (c.at/callsim.FrameInterval + 1) * callsim.FrameInterval
+		lat = append(lat, c.c.ClearTimes()[0]-sent)
 	}
 	slices.Sort(lat)
 	p95 := lat[(len(lat)*95+99)/100-1]
@@ -190,5 +194,44 @@ func TestBargeInLatency(t *testing.T) {
 	}
 	if p95 > 150*time.Millisecond {
 		t.Fatalf("barge-in p95 %v, want ≤ 150 ms", p95)
+	}
+}
+
+// TestNonInterruptibleWaitsForInterruptibleAudio: a non-interruptible
+// playback queued behind an interruptible one is not sent while the
+// interruptible audio is still at Twilio, so that a barge-in's clear could
+// never take it; it starts once that audio has played out, and both play
+// in full.
+func TestNonInterruptibleWaitsForInterruptibleAudio(t *testing.T) {
+	addr, nc := serve(t, Config{VAD: "off"})
+	started := subscribe(t, nc, bus.SubjectStreamStarted)
+	c := dialCallSaying(t, addr, nil)
+	events := subscribe(t, nc, bus.StreamEvents(c.StreamSid()))
+	started.wait(t, 1)
+	playStream(t, nc, c.StreamSid(), "pa", tone(time.Second), true)
+	playStream(t, nc, c.StreamSid(), "pb", tone(time.Second), false)
+	var evs []bus.Event
+	waitFor(t, "both playbacks to finish", func() bool {
+		evs = events.events(t, 0)
+		n := 0
+		for _, ev := range evs {
+			if ev.Event == bus.EventPlaybackFinished {
+				n++
+			}
+		}
+		return n == 2
+	})
+	var got []string
+	for _, e := range playbackEvents(evs) {
+		if strings.HasPrefix(e, "playback.") {
+			got = append(got, e)
+		}
+	}
+	want := []string{"playback.started pa ", "playback.finished pa ", "playback.started pb ", "playback.finished pb "}
+	if !slices.Equal(got, want) {
+		t.Fatalf("events %q, want %q", got, want)
+	}
+	if len(c.Played()) < 2*8000-1600 {
+		t.Fatalf("the caller heard %d bytes, want about 2 s", len(c.Played()))
 	}
 }
