@@ -179,6 +179,7 @@ func TestStreamCommand(t *testing.T) {
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				pr, pw := io.Pipe()
+				defer pr.Close() // a test that fails early lets the writer go
 				wrote := make(chan error, 1)
 				go func() { // a TTS engine writing its output in bursts
 					var err error
