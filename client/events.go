@@ -221,8 +221,8 @@ func playbackResult(ev Event) error {
 // Close stops following the events.
 func (e *Events) Close() error {
 	err := e.sub.Unsubscribe()
-	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrBadSubscription) {
+	if err == nil || errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrBadSubscription) {
 		return nil
 	}
-	return err
+	return opError("events", err)
 }

@@ -57,29 +57,21 @@ type Prompt struct {
 // creating them when missing (with the workers' default bounds), and
 // using existing ones as they are.
 func (c *Client) Library(ctx context.Context) (*Library, error) {
-	ctx, cancel := c.bound(ctx)
+	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	js, err := jetstream.New(c.nc)
 	if err != nil {
-		return nil, err
+		return nil, opError("library", err)
 	}
 	lib, err := library.New(ctx, library.Options{JS: js, MemoryBytes: -1, KeepBuckets: true})
 	if err != nil {
-		return nil, err
+		return nil, opError("library", err)
 	}
 	if err := lib.Bind(ctx); err != nil {
 		lib.Close()
 		return nil, libraryError(err)
 	}
 	return &Library{lib: lib}, nil
-}
-
-// bound gives ctx the client's timeout when it has no deadline.
-func (c *Client) bound(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return context.WithCancel(ctx)
-	}
-	return context.WithTimeout(ctx, c.opts.Timeout)
 }
 
 // Close releases the Library (not the client's connection).
@@ -161,7 +153,7 @@ func libraryError(err error) error {
 	case errors.Is(err, library.ErrTooLarge), errors.Is(err, library.ErrNotAFile), isAudioError(err):
 		code = bus.CodeBadAudio
 	default:
-		return err
+		return opError("library", err)
 	}
 	return &Error{Code: code, Message: err.Error()}
 }
