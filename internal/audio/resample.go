@@ -244,6 +244,10 @@ func halfbandTaps(rate int) []float32 {
 			break
 		}
 	}
+	if !commonRate(polyphaseRate(rate)) {
+		// An odd rate's own: not kept, as for its filter bank.
+		return c
+	}
 	v, _ := halfbands.LoadOrStore(rate, c)
 	return v.([]float32)
 }
@@ -270,7 +274,7 @@ func halfbandGain(c []float32, f float64) float64 {
 	return g
 }
 
-var halfbands sync.Map // int rate → []float32
+var halfbands sync.Map // int rate → []float32, for rates that halve to a common rate
 
 // halfband is a stage that halves the sample rate, in polyphase form.
 // Output m is the filter centred on input 2m:

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"testing/iotest"
 )
@@ -365,5 +366,27 @@ func TestResamplerBadRate(t *testing.T) {
 		if !errors.Is(err, ErrUnsupported) || n < 650 || n > 800 {
 			t.Errorf("%d Hz: %d samples, %v; want 650 to 800, then ErrUnsupported", rate, n, err)
 		}
+	}
+}
+
+// TestOddRatesNotCached: the half-band and polyphase tables of a rate that
+// does not come down to a common one are not kept for the life of the
+// process, so inputs at ever new odd rates cannot grow memory.
+func TestOddRatesNotCached(t *testing.T) {
+	count := func() (n int) {
+		for _, m := range []*sync.Map{&halfbands, &banks} {
+			m.Range(func(any, any) bool { n++; return true })
+		}
+		return n
+	}
+	for _, rate := range []int{44100, 96000} { // common: cached once
+		newResampler(&sliceReader{}, rate)
+	}
+	before := count()
+	for _, rate := range []int{30002, 44056, 96002, 191998} {
+		newResampler(&sliceReader{}, rate)
+	}
+	if after := count(); after != before {
+		t.Errorf("%d tables kept for odd rates", after-before)
 	}
 }
