@@ -474,6 +474,15 @@ func (c *controller) render(it *item, req *bus.RenderRequest) *bus.Error {
 			req.Attempt = it.attempt
 			c.mu.Unlock()
 		}
+		if try > 0 && last != nil && (last.Code == bus.CodeBusy || last.Code == bus.CodeUnavailable) {
+			// Capacity comes back as superseded attempts stop (within
+			// 100 ms) and stores recover: wait a little before asking again.
+			select {
+			case <-c.quit:
+				return nil
+			case <-time.After(time.Duration(try) * 150 * time.Millisecond):
+			}
+		}
 		if !c.awaitBus() {
 			return nil // the call ended
 		}
