@@ -53,8 +53,12 @@ type natsCluster struct {
 }
 
 func startNATSCluster(t *testing.T, maxPayload int32, jetStream bool) *natsCluster {
+	return startNATSClusterWith(t, &natsCluster{payload: maxPayload, js: jetStream})
+}
+
+func startNATSClusterWith(t *testing.T, c *natsCluster) *natsCluster {
 	t.Helper()
-	c := &natsCluster{t: t, payload: maxPayload, js: jetStream}
+	c.t = t
 	for i := range 3 {
 		c.clients[i], c.routes[i], c.dirs[i] = calltest.FreeAddr(t), calltest.FreeAddr(t), t.TempDir()
 	}
@@ -67,7 +71,7 @@ func startNATSCluster(t *testing.T, maxPayload int32, jetStream bool) *natsClust
 			c.kill(i)
 		}
 	})
-	if jetStream {
+	if c.js {
 		// A meta leader that knows all three peers: else a bucket of
 		// three replicas cannot be placed yet.
 		waitFor(t, "a JetStream meta leader with three peers", 20*time.Second, func() bool {
