@@ -27,7 +27,9 @@ type Call struct {
 // Calls returns the live calls of every edge, oldest first. Each edge
 // answers callcast.calls with its own; Calls gathers answers until none
 // came for Options.CallsQuiet, or ctx (or Options.Timeout) ends, whichever
-// comes first. With no edge subscribed it returns ErrNoEdges.
+// comes first. With no edge subscribed it returns ErrNoEdges. Answers it
+// cannot read (an edge of another version) are skipped; when every answer
+// was such, it returns ErrBadReply.
 func (c *Client) Calls(ctx context.Context) ([]Call, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
@@ -47,6 +49,8 @@ func (c *Client) Calls(ctx context.Context) ([]Call, error) {
 	var (
 		calls   []Call
 		answers int
+		bad     error            // the last answer that did not decode
+		good    bool             // an answer decoded
 		quiet   <-chan time.Time // armed by the first answer
 	)
 	for {
@@ -57,9 +61,12 @@ func (c *Client) Calls(ctx context.Context) ([]Call, error) {
 			}
 			answers++
 			if r, err := bus.DecodeCallsReply(msg.Data); err == nil {
+				good = true
 				for _, bc := range r.Calls {
 					calls = append(calls, callOf(r.Edge, bc))
 				}
+			} else {
+				bad = err
 			}
 			quiet = time.After(c.opts.CallsQuiet)
 			continue
@@ -68,6 +75,9 @@ func (c *Client) Calls(ctx context.Context) ([]Call, error) {
 			if answers == 0 {
 				return nil, fmt.Errorf("client: calls: %w (%w)", ErrNoEdges, ctx.Err())
 			}
+		}
+		if !good && bad != nil {
+			return nil, fmt.Errorf("client: calls: %w: %w", ErrBadReply, bad)
 		}
 		slices.SortStableFunc(calls, func(a, b Call) int {
 			return cmp.Or(a.StartedAt.Compare(b.StartedAt), cmp.Compare(a.StreamSid, b.StreamSid))

@@ -555,6 +555,13 @@ func TestCalls(t *testing.T) {
 		t.Errorf("calls %v\nwant %s", got, want)
 	}
 
+	// Nothing but answers it cannot read is ErrBadReply, not "no calls".
+	odd := natsConn(t, 0)
+	respond(t, odd, bus.SubjectCalls, func(*nats.Msg) []byte { return []byte(`{"type":"callcast.calls.reply.v9"}`) })
+	if _, err := client.New(odd, client.Options{}).Calls(ctx(t)); !errors.Is(err, client.ErrBadReply) {
+		t.Errorf("only unreadable answers: %v, want ErrBadReply", err)
+	}
+
 	// The context bounds the wait for an edge that does not answer in time.
 	slow := natsConn(t, 0)
 	fakeEdge(t, slow, "edge-slow", 2*time.Second, []bus.Call{})
