@@ -67,23 +67,27 @@ func TestTransforms(t *testing.T) {
 	}
 }
 
-// The assembly window is the Go one (up to the order of the additions).
+// The assembly window is the Go one (up to the order of the additions),
+// at every position of the V ring the synthesis reads it from.
 func TestWindow(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	var b [1024]float32
+	var ring [2048]float32
 	var w [512]float32
-	for i := range b {
-		b[i] = float32(rng.NormFloat64())
+	for i := range ring {
+		ring[i] = float32(rng.NormFloat64())
 	}
 	for i := range w {
 		w[i] = float32(rng.NormFloat64())
 	}
-	var got, want [32]float32
-	window(&got, &b, &w)
-	windowGeneric(&want, &b, &w)
-	for j := range 32 {
-		if math.Abs(float64(got[j]-want[j])) > 1e-4 {
-			t.Fatalf("out[%d] = %g, want %g", j, got[j], want[j])
+	for pos := range 16 {
+		b := (*[1024]float32)(ring[pos*64:])
+		var got, want [32]float32
+		window(&got, b, &w)
+		windowGeneric(&want, b, &w)
+		for j := range 32 {
+			if math.Abs(float64(got[j]-want[j])) > 1e-4 {
+				t.Fatalf("ring position %d: out[%d] = %g, want %g", pos, j, got[j], want[j])
+			}
 		}
 	}
 }
