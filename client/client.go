@@ -39,8 +39,8 @@ type Options struct {
 	// the last answer. Zero: 200 ms.
 	CallsQuiet time.Duration
 	// ChunkSize bounds the audio bytes of one message a StreamWriter
-	// publishes. Zero: 64 KiB. It is lowered to fit the NATS server's
-	// maximum payload.
+	// publishes. Zero, or more than 64 KiB: 64 KiB. It is lowered to fit
+	// the NATS server's maximum payload.
 	ChunkSize int
 }
 
