@@ -105,6 +105,12 @@ func Connect(o ConnOptions) (*nats.Conn, error) {
 				o.OnDisconnect()
 			}
 		}),
+		nats.ClosedHandler(func(nc *nats.Conn) {
+			// Closed by the client library itself, not by Close: say why.
+			if err := nc.LastError(); err != nil {
+				log.Warn("nats connection closed", "name", o.Name, "err", err)
+			}
+		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("nats reconnected", "name", o.Name, "server", serverOf(nc))
 			if o.OnReconnect != nil {
