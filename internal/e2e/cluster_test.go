@@ -680,6 +680,11 @@ func productGoroutines() []string {
 func TestClusterLibraryNodeKilled(t *testing.T) {
 	checkLeaks(t)
 	fs := startFaultSystem(t, faultOptions{jetStream: true})
+	// Before the fault, every worker reaches the buckets (one that started
+	// while JetStream was still placing peers binds them in the background).
+	waitFor(t, "the workers on the buckets", 20*time.Second, func() bool {
+		return fs.workers[0].SharedStore() && fs.workers[1].SharedStore()
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	js, err := jetstream.New(fs.nc)
@@ -725,8 +730,14 @@ func TestClusterLibraryNodeKilled(t *testing.T) {
 	t.Logf("bucket leaders %v: killing %s", leaders, leader)
 	fs.cluster.kill(node)
 	// Clients of the lost node move to the others.
-	waitFor(t, "the producer and the edge back on the bus", 10*time.Second, func() bool {
-		return fs.nc.IsConnected() && fs.edgeNC.IsConnected()
+	lost := fs.cluster.clients[node]
+	waitFor(t, "the producer and the edge on the other nodes", 10*time.Second, func() bool {
+		for _, nc := range []*nats.Conn{fs.nc, fs.edgeNC} {
+			if !nc.IsConnected() || nc.ConnectedAddr() == lost {
+				return false
+			}
+		}
+		return true
 	})
 
 	// A call placed after the loss plays the prompt, byte for byte.

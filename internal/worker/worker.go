@@ -342,6 +342,10 @@ func (w *Worker) onNoResponders(msg *nats.Msg) {
 // Active returns the number of playbacks in flight.
 func (w *Worker) Active() int { return len(w.slots) }
 
+// SharedStore reports whether the worker reaches the JetStream buckets
+// (the audio library and the shared cache) now.
+func (w *Worker) SharedStore() bool { return w.lib.Shared() }
+
 // go runs f in a goroutine owned by w.jobs, so that micro's one-at-a-time
 // handlers never wait on the network.
 func (w *Worker) goJob(f func()) {
