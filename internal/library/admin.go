@@ -110,21 +110,31 @@ func (l *Library) List(ctx context.Context) ([]Object, error) {
 	return out, nil
 }
 
-// Stat describes the object name of the audio library. Of an object
-// stored by other means than Put, it reads the format from the source's
-// header when the cache does not know it.
-func (l *Library) Stat(ctx context.Context, name string) (Object, error) {
+// lookup checks name as the worker does and finds its object in the
+// audio library, for operation op.
+func (l *Library) lookup(ctx context.Context, op, name string) (string, *stores, *jetstream.ObjectInfo, error) {
 	if err := CheckName(name); err != nil {
-		return Object{}, err
+		return "", nil, nil, err
 	}
 	name = cleanName(name)
 	st, err := l.requireStores(ctx)
 	if err != nil {
-		return Object{}, err
+		return "", nil, nil, err
 	}
 	info, err := st.audio.obs.GetInfo(ctx, name)
 	if err != nil {
-		return Object{}, storeErr("stat", name, err)
+		return "", nil, nil, storeErr(op, name, err)
+	}
+	return name, st, info, nil
+}
+
+// Stat describes the object name of the audio library. Of an object
+// stored by other means than Put, it reads the format from the source's
+// header when the cache does not know it.
+func (l *Library) Stat(ctx context.Context, name string) (Object, error) {
+	name, st, info, err := l.lookup(ctx, "stat", name)
+	if err != nil {
+		return Object{}, err
 	}
 	o := l.object(ctx, st, info)
 	if o.Info.Format == "" {
@@ -176,17 +186,9 @@ func (l *Library) Get(ctx context.Context, name string, w io.Writer) (Object, er
 // end (a worker holds what it plays); the next request for the name finds
 // nothing (ErrNotFound).
 func (l *Library) Remove(ctx context.Context, name string) (Object, error) {
-	if err := CheckName(name); err != nil {
-		return Object{}, err
-	}
-	name = cleanName(name)
-	st, err := l.requireStores(ctx)
+	name, st, info, err := l.lookup(ctx, "remove", name)
 	if err != nil {
 		return Object{}, err
-	}
-	info, err := st.audio.obs.GetInfo(ctx, name)
-	if err != nil {
-		return Object{}, storeErr("remove", name, err)
 	}
 	o := l.object(ctx, st, info)
 	found, err := removeObject(ctx, st.audio, name)
