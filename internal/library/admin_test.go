@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/callcast/callcast/internal/audio"
+	"github.com/callcast/callcast/internal/calltest"
 )
 
 // checkGoroutines fails t if goroutines started during it outlive it, but
@@ -413,24 +413,6 @@ func runCluster(t *testing.T, n int) []*server.Server {
 	return servers
 }
 
-// syncLog collects log lines.
-type syncLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncLog) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncLog) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
-
 func replicas(t *testing.T, js jetstream.JetStream, bucket string) int {
 	t.Helper()
 	s, err := js.Stream(context.Background(), "OBJ_"+bucket)
@@ -502,7 +484,7 @@ func TestReplicas(t *testing.T) {
 	if _, err := js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: CacheBucket, Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncLog{}
+	logs := &calltest.SyncBuffer{}
 	ctx10, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	l, err := New(ctx10, Options{JS: js, Logger: slog.New(slog.NewTextHandler(logs, nil))})
@@ -638,7 +620,7 @@ func TestLibraryWithoutTheCacheBucket(t *testing.T) {
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 	ctx := context.Background()
-	logs := &syncLog{}
+	logs := &calltest.SyncBuffer{}
 	l := newLibrary(t, Options{JS: connectJS(t, ns), LibraryMaxBytes: 16 << 20, CacheMaxBytes: 1 << 30,
 		Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if !l.Shared() {
