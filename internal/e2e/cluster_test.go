@@ -10,9 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"path/filepath"
-	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -443,7 +441,7 @@ func (s *activeSampler) finish() {
 // mid-playback. The other worker takes every one of its playbacks over
 // inside the lead: every caller hears the prompt exactly once, no gap.
 func TestClusterWorkerKilled(t *testing.T) {
-	checkLeaks(t)
+	calltest.CheckGoroutines(t)
 	fs := startFaultSystem(t, faultOptions{})
 	calls := fs.placeCalls(t, 20)
 	fs.waitPlayed(t, calls, 8000)
@@ -462,7 +460,7 @@ func TestClusterWorkerKilled(t *testing.T) {
 // playback from the last byte it relayed: nothing twice, nothing lost, and
 // what the callers hear of the outage is bounded.
 func TestClusterEdgeNodeKilled(t *testing.T) {
-	checkLeaks(t)
+	calltest.CheckGoroutines(t)
 	fs := startFaultSystem(t, faultOptions{})
 	calls := fs.placeCalls(t, 10)
 	fs.waitPlayed(t, calls, 8000)
@@ -486,7 +484,7 @@ func TestClusterEdgeNodeKilled(t *testing.T) {
 // there are calls for long, nobody gets busy, and every caller hears the
 // whole prompt exactly once, the outage as one gap.
 func TestClusterOutage(t *testing.T) {
-	checkLeaks(t)
+	calltest.CheckGoroutines(t)
 	fs := startFaultSystem(t, faultOptions{concurrency: 20, promptDur: 6 * time.Second})
 	calls := fs.placeCalls(t, 26)
 	fs.waitPlayed(t, calls, 8000)
@@ -521,7 +519,7 @@ func TestClusterOutage(t *testing.T) {
 // TestClusterWorkerDrained: a worker told to shut down (SIGTERM) finishes
 // what it plays; every caller hears the prompt exactly once, no gap.
 func TestClusterWorkerDrained(t *testing.T) {
-	checkLeaks(t)
+	calltest.CheckGoroutines(t)
 	fs := startFaultSystem(t, faultOptions{})
 	calls := fs.placeCalls(t, 10)
 	fs.waitPlayed(t, calls, 4000)
@@ -544,7 +542,7 @@ func TestClusterWorkerDrained(t *testing.T) {
 // 16 MB media message on a call's .out (43 minutes of audio) is dropped
 // by the edge, and the call plays on untouched.
 func TestClusterOversizedOut(t *testing.T) {
-	checkLeaks(t)
+	calltest.CheckGoroutines(t)
 	fs := startFaultSystem(t, faultOptions{maxPayload: 16 << 20})
 	calls := fs.placeCalls(t, 1)
 	payload := base64.StdEncoding.EncodeToString(make([]byte, 11<<20))
@@ -566,7 +564,7 @@ func TestClusterOversizedOut(t *testing.T) {
 // answered queue_full; another call plays its prompt untouched; hanging
 // up the flooded call publishes one event per playback it held.
 func TestClusterPlayFlood(t *testing.T) {
-	checkLeaks(t)
+	calltest.CheckGoroutines(t)
 	fs := startFaultSystem(t, faultOptions{})
 	calls := fs.placeCalls(t, 1)
 	// The flooded call plays a minute-long prompt meanwhile, so that its
@@ -635,42 +633,6 @@ func TestClusterPlayFlood(t *testing.T) {
 	}
 }
 
-// checkLeaks fails the test if goroutines of the product, the NATS client
-// or the test itself outlive it (5 s grace). fasthttp's worker-pool
-// cleaner and date updater live for the process and are not counted.
-func checkLeaks(t *testing.T) {
-	t.Helper()
-	before := productGoroutines()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			now := productGoroutines()
-			if len(now) <= len(before) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("%d goroutines leaked:\n%s", len(now)-len(before), strings.Join(now, "\n\n"))
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	})
-}
-
-func productGoroutines() []string {
-	buf := make([]byte, 4<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var out []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "valyala/fasthttp.(*workerPool).Start") || strings.Contains(g, "valyala/fasthttp.updateServerDate") ||
-			strings.Contains(g, "testing.(*T).Run") || strings.Contains(g, "testing.(*common).Cleanup") || strings.Contains(g, "productGoroutines") {
-			continue
-		}
-		out = append(out, g)
-	}
-	return out
-}
-
 // TestClusterLibraryNodeKilled: the node that leads the audio library's
 // bucket goes down. The buckets were created with three replicas (the
 // automatic NATS_REPLICAS on a three-node cluster), so a prompt uploaded
@@ -678,7 +640,7 @@ func productGoroutines() []string {
 // elects a new leader, a play is answered unavailable (retryable), never
 // unknown_audio.
 func TestClusterLibraryNodeKilled(t *testing.T) {
-	checkLeaks(t)
+	calltest.CheckGoroutines(t)
 	fs := startFaultSystem(t, faultOptions{jetStream: true})
 	// Before the fault, every worker reaches the buckets (one that started
 	// while JetStream was still placing peers binds them in the background).

@@ -20,6 +20,7 @@ import (
 
 	"github.com/callcast/callcast/internal/audio"
 	"github.com/callcast/callcast/internal/bus"
+	"github.com/callcast/callcast/internal/calltest"
 	"github.com/callcast/callcast/internal/edge"
 	"github.com/callcast/callcast/internal/worker"
 )
@@ -141,7 +142,7 @@ func checkHeard(t *testing.T, got, ref []byte) {
 }
 
 func TestStreamedPlaybackSoundsLikeTheFile(t *testing.T) {
-	checkLeaks(t)
+	calltest.CheckGoroutines(t)
 	s := producerSystem(t, "testdata/audio")
 	speech, err := os.ReadFile("testdata/audio/speech.mp3")
 	if err != nil {
@@ -299,7 +300,7 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map
 // reached: the caller hears all of both, nothing twice, no failure; the
 // worker's superseded attempt is told to stop and stops within 100 ms.
 func TestOutMediaPausesThePlayback(t *testing.T) {
-	checkLeaks(t)
+	calltest.CheckGoroutines(t)
 	reg := prometheus.NewRegistry()
 	s := streamSystem(t, 0, reg)
 	sid, ev, call := liveCall(t, s, 1)
@@ -372,7 +373,7 @@ func chunked(data []byte, size int) [][]byte {
 // TestStreamedPlaybackProducerTrouble: the ways a producer can go wrong
 // end the playback as the contract says, after what was sent is heard.
 func TestStreamedPlaybackProducerTrouble(t *testing.T) {
-	checkLeaks(t)
+	calltest.CheckGoroutines(t)
 	const idle = 400 * time.Millisecond
 	s := streamSystem(t, idle, nil)
 	ulaw := mulawTone(440, 600*time.Millisecond) // 4800 bytes
@@ -484,7 +485,7 @@ func TestStreamedPlaybackProducerTrouble(t *testing.T) {
 // TestStreamedAndFilePlaybacksShareTheTimeline: a stream queues behind a
 // file and a file behind a stream; either interrupts the other.
 func TestStreamedAndFilePlaybacksShareTheTimeline(t *testing.T) {
-	checkLeaks(t)
+	calltest.CheckGoroutines(t)
 	s := streamSystem(t, 0, nil)
 	speech, err := os.ReadFile("testdata/audio/speech.mp3")
 	if err != nil {
