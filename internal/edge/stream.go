@@ -417,7 +417,7 @@ func (s *streamSource) Read(p []byte) (int, error) {
 func (s *streamSource) run() {
 	var src io.Reader = s
 	if s.format.Format == bus.FormatPCMS16LE {
-		src = io.MultiReader(bytes.NewReader(wavHeader(s.format.SampleRate, s.format.Channels)), s)
+		src = io.MultiReader(bytes.NewReader(audio.AppendWAVHeader(nil, s.format.SampleRate, s.format.Channels, -1)), s)
 	}
 	t, err := newTranscoder(src)
 	if err != nil {
@@ -469,26 +469,6 @@ func (s *streamSource) decodeEnd(err error) {
 	}
 	s.mu.Unlock()
 	s.wake()
-}
-
-// wavHeader is the header of a WAV file of 16-bit PCM at rate with ch
-// channels and a data chunk of unknown size (read to the end).
-func wavHeader(rate, ch int) []byte {
-	b := make([]byte, 44)
-	le := binary.LittleEndian
-	copy(b, "RIFF")
-	le.PutUint32(b[4:], 0xFFFFFFFF)
-	copy(b[8:], "WAVEfmt ")
-	le.PutUint32(b[16:], 16)
-	le.PutUint16(b[20:], 1)
-	le.PutUint16(b[22:], uint16(ch))
-	le.PutUint32(b[24:], uint32(rate))
-	le.PutUint32(b[28:], uint32(rate*2*ch))
-	le.PutUint16(b[32:], uint16(2*ch))
-	le.PutUint16(b[34:], 16)
-	copy(b[36:], "data")
-	le.PutUint32(b[40:], 0xFFFFFFFF)
-	return b
 }
 
 // byteQueue is a FIFO of bytes that reuses its buffer: memory follows what

@@ -138,10 +138,7 @@ func TestChunkedStreamMatchesTheFile(t *testing.T) {
 
 // calltestWAV is a WAV file of 16-bit PCM.
 func calltestWAV(rate, ch int, pcm []byte) []byte {
-	h := wavHeader(rate, ch)
-	binary.LittleEndian.PutUint32(h[4:], uint32(36+len(pcm)))
-	binary.LittleEndian.PutUint32(h[40:], uint32(len(pcm)))
-	return append(h, pcm...)
+	return append(audio.AppendWAVHeader(nil, rate, ch, len(pcm)), pcm...)
 }
 
 // TestStreamSourceOrder: chunks are put back in order, duplicates and late
