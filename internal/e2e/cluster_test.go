@@ -219,7 +219,6 @@ func startFaultSystem(t *testing.T, o faultOptions) *faultSystem {
 	calltest.WriteFile(t, filepath.Join(dir, "long.wav"), mulawWAVOf(randomMulaw(60*8000)))
 	for i := range o.workers {
 		name := "worker-" + strconv.Itoa(i)
-		nc := connect(name, 1+i%2)
 		cfg := worker.Config{
 			AudioDir: dir, DefaultAudio: worker.NoDefaultAudio, ID: name, Logger: log.With("component", name),
 			Concurrency: o.concurrency,
@@ -228,20 +227,7 @@ func startFaultSystem(t *testing.T, o faultOptions) *faultSystem {
 			// Every play reads the buckets: no memory cache to hide them.
 			cfg.JetStream, cfg.CacheBytes = true, -1
 		}
-		w, err := worker.New(nc, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Start(); err != nil {
-			t.Fatal(err)
-		}
-		fw := &failWorker{Worker: w, name: name, nc: nc}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_ = fw.shutdown(ctx)
-		})
-		fs.workers = append(fs.workers, fw)
+		fs.workers = append(fs.workers, startFailWorker(t, connect(name, 1+i%2), cfg))
 	}
 	fs.connect = connect
 	fs.edgeNC = connect("edge", 0)

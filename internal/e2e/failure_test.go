@@ -79,6 +79,26 @@ func (w *failWorker) kill() {
 	_ = w.shutdown(ctx)
 }
 
+// startFailWorker starts a worker named cfg.ID on nc, shut down (unless a
+// test has shut it down already) when the test ends.
+func startFailWorker(t *testing.T, nc *nats.Conn, cfg worker.Config) *failWorker {
+	t.Helper()
+	w, err := worker.New(nc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	fw := &failWorker{Worker: w, name: cfg.ID, nc: nc}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = fw.shutdown(ctx) // a test may have shut it down already, with an error
+	})
+	return fw
+}
+
 func startFailSystem(t *testing.T, o failOptions) *failSystem {
 	t.Helper()
 	if o.workers == 0 {
@@ -116,23 +136,9 @@ func startFailSystem(t *testing.T, o failOptions) *failSystem {
 	dir := failAudio(t)
 	for i := range o.workers {
 		name := "worker-" + strconv.Itoa(i)
-		nc := connect(name)
-		w, err := worker.New(nc, worker.Config{
+		fs.workers = append(fs.workers, startFailWorker(t, connect(name), worker.Config{
 			AudioDir: dir, DefaultAudio: worker.NoDefaultAudio, ID: name, Logger: log,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Start(); err != nil {
-			t.Fatal(err)
-		}
-		fw := &failWorker{Worker: w, name: name, nc: nc}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_ = fw.shutdown(ctx) // a test may have shut it down already, with an error
-		})
-		fs.workers = append(fs.workers, fw)
+		}))
 	}
 
 	fs.edgeNC = connect("edge")
