@@ -147,8 +147,8 @@ func TestPlayErrors(t *testing.T) {
 			if !errors.As(err, &e) || e.Code != tc.code || e.Message != "because" {
 				t.Errorf("errors.As: %+v", e)
 			}
-			if !strings.HasPrefix(err.Error(), "client: ") || !strings.Contains(err.Error(), "because") {
-				t.Errorf("message %q", err)
+			if want := "client: play: " + tc.code + ": because"; err.Error() != want {
+				t.Errorf("message %q, want %q", err, want)
 			}
 		})
 	}
@@ -530,7 +530,7 @@ func fakeEdge(t *testing.T, nc *nats.Conn, name string, delay time.Duration, pag
 func TestCalls(t *testing.T) {
 	nc := natsConn(t, 0)
 	c := client.New(nc, client.Options{CallsQuiet: 300 * time.Millisecond})
-	if _, err := c.Calls(ctx(t)); !errors.Is(err, client.ErrNoEdges) {
+	if _, err := c.Calls(ctx(t)); !errors.Is(err, client.ErrNoEdges) || err.Error() != "client: calls: no edge answered" {
 		t.Fatalf("no edges: %v", err)
 	}
 	call := func(sid, at string) bus.Call {
@@ -720,4 +720,35 @@ func TestListenCallGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	noListenerGoroutines(t)
+}
+
+// TestLibraryErrors: the library's errors say the operation once, match
+// their sentinels, and Options.Timeout bounds a request without a deadline.
+func TestLibraryErrors(t *testing.T) {
+	ns := calltest.StartNATS(t, &server.Options{DontListen: true, NoLog: true, NoSigs: true, JetStream: true, StoreDir: t.TempDir()})
+	nc, err := nats.Connect("", nats.InProcessServer(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	lib, err := client.New(nc, client.Options{}).Library(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lib.Close() })
+	_, err = lib.Info(ctx(t), "nothing.wav")
+	if !errors.Is(err, client.ErrUnknownAudio) || !strings.HasPrefix(err.Error(), "client: library info: unknown_audio: ") || strings.Count(err.Error(), "client:") != 1 {
+		t.Errorf("info of a missing prompt: %v", err)
+	}
+
+	// A client whose requests may take no time at all: its library binds
+	// under the caller's deadline, then its List times out on its own.
+	hasty, err := client.New(nc, client.Options{Timeout: time.Nanosecond}).Library(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hasty.Close() })
+	if _, err := hasty.List(context.Background()); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("list under a 1 ns timeout: %v", err)
+	}
 }

@@ -12,13 +12,20 @@ import (
 type Error struct {
 	Code    string // bad_request, unknown_stream, unknown_audio, …
 	Message string // what went wrong, for people
+	cause   error  // what the client saw, when it made the Error itself
 }
 
+// Unwrap is the error the client saw when it found the code itself (the
+// library's context deadline, say); nil for what callcast answered.
+func (e *Error) Unwrap() error { return e.cause }
+
+// Error is the code and message; the client's methods return it wrapped
+// in "client: <operation>: ", as every error they return.
 func (e *Error) Error() string {
 	if e.Message == "" {
-		return "client: " + e.Code
+		return e.Code
 	}
-	return "client: " + e.Code + ": " + e.Message
+	return e.Code + ": " + e.Message
 }
 
 // Is reports whether target is the sentinel of e's code.
@@ -60,22 +67,23 @@ var (
 	ErrInternal = &Error{Code: bus.CodeInternal}
 )
 
-// Errors of the client itself.
+// Errors of the client itself. Like the sentinels above, they come
+// wrapped in "client: <operation>: ".
 var (
 	// ErrClosed is returned by a StreamWriter's Write after Close, and by
 	// Next after Close.
-	ErrClosed = errors.New("client: closed")
+	ErrClosed = errors.New("closed")
 	// ErrNoEdges is returned by Calls when no edge is subscribed to
 	// callcast.calls: none runs, or none reaches this NATS server.
-	ErrNoEdges = errors.New("client: no edge answered")
+	ErrNoEdges = errors.New("no edge answered")
 	// ErrInterrupted is returned by WaitPlayback for a playback that was
 	// stopped before the caller heard all of it; the event says why.
-	ErrInterrupted = errors.New("client: playback interrupted")
+	ErrInterrupted = errors.New("playback interrupted")
 	// ErrCallEnded is returned by WaitPlayback when the call ended before
 	// the playback did.
-	ErrCallEnded = errors.New("client: call ended")
+	ErrCallEnded = errors.New("call ended")
 	// ErrBadReply: callcast answered something this client cannot read.
-	ErrBadReply = errors.New("client: bad reply")
+	ErrBadReply = errors.New("bad reply")
 )
 
 // replyError turns a reply's error body into an *Error.

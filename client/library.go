@@ -18,10 +18,10 @@ import (
 var (
 	// ErrLibraryFull: an upload that does not fit in what is left of the
 	// library's bound (LIBRARY_MAX_BYTES). Nothing was written.
-	ErrLibraryFull = errors.New("client: audio library full")
+	ErrLibraryFull = errors.New("audio library full")
 	// ErrNoLibrary: the NATS server has no JetStream, where the shared
 	// audio library lives.
-	ErrNoLibrary = errors.New("client: no audio library (no JetStream on the NATS server)")
+	ErrNoLibrary = errors.New("no audio library (no JetStream on the NATS server)")
 )
 
 // WorkerInboxPrefix is the inbox prefix of callcast's workers. A Library
@@ -35,6 +35,7 @@ const WorkerInboxPrefix = bus.InboxWorker
 // (callcast-cache). It does what `worker library` does. Create it with
 // Client.Library; release it with Close.
 type Library struct {
+	c   *Client
 	lib *library.Library
 }
 
@@ -69,9 +70,9 @@ func (c *Client) Library(ctx context.Context) (*Library, error) {
 	}
 	if err := lib.Bind(ctx); err != nil {
 		lib.Close()
-		return nil, libraryError(err)
+		return nil, libraryError("library", err)
 	}
-	return &Library{lib: lib}, nil
+	return &Library{c: c, lib: lib}, nil
 }
 
 // Close releases the Library (not the client's connection).
@@ -81,20 +82,23 @@ func (l *Library) Close() error { return l.lib.Close() }
 // stores it as name, replacing a prompt of that name; its μ-law goes into
 // the shared cache. Names are checked as the workers check them. Errors:
 // ErrUnknownAudio for a name not allowed, ErrBadAudio for audio that does
-// not play, ErrLibraryFull, ErrUnavailable, ErrNoLibrary.
+// not play, ErrLibraryFull, ErrUnavailable, ErrNoLibrary. It moves a whole
+// file, so only ctx bounds it, not Options.Timeout.
 func (l *Library) Upload(ctx context.Context, name string, r io.Reader) (Prompt, error) {
 	o, err := l.lib.Put(ctx, name, r)
 	if err != nil {
-		return Prompt{}, libraryError(err)
+		return Prompt{}, libraryError("library upload", err)
 	}
 	return prompt(o), nil
 }
 
 // List describes every prompt of the library, by name.
 func (l *Library) List(ctx context.Context) ([]Prompt, error) {
+	ctx, cancel := l.c.withTimeout(ctx)
+	defer cancel()
 	objs, err := l.lib.List(ctx)
 	if err != nil {
-		return nil, libraryError(err)
+		return nil, libraryError("library list", err)
 	}
 	out := make([]Prompt, len(objs))
 	for i, o := range objs {
@@ -105,18 +109,21 @@ func (l *Library) List(ctx context.Context) ([]Prompt, error) {
 
 // Info describes the prompt name; ErrUnknownAudio if there is none.
 func (l *Library) Info(ctx context.Context, name string) (Prompt, error) {
+	ctx, cancel := l.c.withTimeout(ctx)
+	defer cancel()
 	o, err := l.lib.Stat(ctx, name)
 	if err != nil {
-		return Prompt{}, libraryError(err)
+		return Prompt{}, libraryError("library info", err)
 	}
 	return prompt(o), nil
 }
 
-// Get writes the source bytes of the prompt name to w.
+// Get writes the source bytes of the prompt name to w. It moves a whole
+// file, so only ctx bounds it, not Options.Timeout.
 func (l *Library) Get(ctx context.Context, name string, w io.Writer) (Prompt, error) {
 	o, err := l.lib.Get(ctx, name, w)
 	if err != nil {
-		return Prompt{}, libraryError(err)
+		return Prompt{}, libraryError("library get", err)
 	}
 	return prompt(o), nil
 }
@@ -124,9 +131,11 @@ func (l *Library) Get(ctx context.Context, name string, w io.Writer) (Prompt, er
 // Remove deletes the prompt name and its cached μ-law. Playbacks of it
 // under way finish; the next play of the name fails with ErrUnknownAudio.
 func (l *Library) Remove(ctx context.Context, name string) (Prompt, error) {
+	ctx, cancel := l.c.withTimeout(ctx)
+	defer cancel()
 	o, err := l.lib.Remove(ctx, name)
 	if err != nil {
-		return Prompt{}, libraryError(err)
+		return Prompt{}, libraryError("library remove", err)
 	}
 	return prompt(o), nil
 }
@@ -138,14 +147,15 @@ func prompt(o library.Object) Prompt {
 	}
 }
 
-// libraryError turns an error of the library into the client's.
-func libraryError(err error) error {
+// libraryError turns an error of the library, in operation op, into the
+// client's.
+func libraryError(op string, err error) error {
 	code := ""
 	switch {
 	case errors.Is(err, library.ErrLibraryFull):
-		return fmt.Errorf("%w: %v", ErrLibraryFull, err)
+		return fmt.Errorf("client: %s: %w: %v", op, ErrLibraryFull, err)
 	case errors.Is(err, library.ErrNoStore):
-		return fmt.Errorf("%w: %v", ErrNoLibrary, err)
+		return fmt.Errorf("client: %s: %w: %v", op, ErrNoLibrary, err)
 	case errors.Is(err, library.ErrNotFound), errors.Is(err, library.ErrBadName):
 		code = bus.CodeUnknownAudio
 	case errors.Is(err, library.ErrUnavailable):
@@ -153,9 +163,9 @@ func libraryError(err error) error {
 	case errors.Is(err, library.ErrTooLarge), errors.Is(err, library.ErrNotAFile), isAudioError(err):
 		code = bus.CodeBadAudio
 	default:
-		return opError("library", err)
+		return opError(op, err)
 	}
-	return &Error{Code: code, Message: err.Error()}
+	return opError(op, &Error{Code: code, Message: err.Error(), cause: err})
 }
 
 func isAudioError(err error) bool {
