@@ -360,6 +360,12 @@ func TestUnavailableIsNotUnknown(t *testing.T) {
 // runCluster starts n JetStream servers routed to each other on loopback.
 func runCluster(t *testing.T, n int) []*server.Server {
 	t.Helper()
+	return startCluster(t, clusterOptions(t, n))
+}
+
+// clusterOptions are the options of n servers routed to each other.
+func clusterOptions(t *testing.T, n int) []*server.Options {
+	t.Helper()
 	ports := make([]int, n)
 	for i := range ports {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -373,27 +379,24 @@ func runCluster(t *testing.T, n int) []*server.Server {
 	for _, p := range ports {
 		routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", p)})
 	}
-	servers := make([]*server.Server, n)
-	for i := range servers {
-		opts := &server.Options{
+	opts := make([]*server.Options, n)
+	for i := range opts {
+		opts[i] = &server.Options{
 			ServerName: fmt.Sprintf("n%d", i), Host: "127.0.0.1", Port: server.RANDOM_PORT,
 			NoLog: true, NoSigs: true, JetStream: true, StoreDir: t.TempDir(),
 			Cluster: server.ClusterOpts{Name: "callcast-test", Host: "127.0.0.1", Port: ports[i]},
 			Routes:  routes,
 		}
-		ns, err := server.NewServer(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ns.Start()
-		servers[i] = ns
-		t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 	}
-	for _, ns := range servers {
-		if !ns.ReadyForConnections(10 * time.Second) {
-			t.Fatal("cluster: not ready")
-		}
-	}
+	return opts
+}
+
+// startCluster starts the servers of opts and waits for their JetStream
+// meta leader.
+func startCluster(t *testing.T, opts []*server.Options) []*server.Server {
+	t.Helper()
+	servers := startServers(t, opts)
+	n := len(servers)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		ready := 0
@@ -409,6 +412,28 @@ func runCluster(t *testing.T, n int) []*server.Server {
 			t.Fatal("cluster: no JetStream meta leader after 20 s")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	return servers
+}
+
+// startServers starts the servers of opts and waits until they take
+// connections.
+func startServers(t *testing.T, opts []*server.Options) []*server.Server {
+	t.Helper()
+	servers := make([]*server.Server, len(opts))
+	for i, o := range opts {
+		ns, err := server.NewServer(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns.Start()
+		servers[i] = ns
+		t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	}
+	for _, ns := range servers {
+		if !ns.ReadyForConnections(10 * time.Second) {
+			t.Fatal("cluster: not ready")
+		}
 	}
 	return servers
 }
@@ -643,5 +668,65 @@ func TestLibraryWithoutTheCacheBucket(t *testing.T) {
 	}
 	if _, err := l.Remove(ctx, "welcome.mp3"); err != nil {
 		t.Errorf("rm: %v", err)
+	}
+}
+
+// TestReplicasRaisedWhenTheClusterGrows: a library bound on a cluster of
+// two servers gets buckets of one replica (two cannot hold three), and
+// raises them to three once a third server has joined, without a restart.
+func TestReplicasRaisedWhenTheClusterGrows(t *testing.T) {
+	opts := clusterOptions(t, 3)
+	opts[0].Routes, opts[1].Routes = opts[0].Routes[:2], opts[1].Routes[:2]
+	servers := startCluster(t, opts[:2])
+	nc, err := nats.Connect(servers[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &calltest.SyncBuffer{}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	l, err := New(ctx, Options{JS: js, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	if !l.Shared() {
+		t.Fatalf("not bound:\n%s", logs)
+	}
+	for _, b := range []string{AudioBucket, CacheBucket} {
+		if r := replicas(t, js, b); r != 1 {
+			t.Fatalf("%s: %d replicas on two servers, want 1", b, r)
+		}
+	}
+	if !strings.Contains(logs.String(), "cannot place 3 replicas yet") {
+		t.Errorf("no warning of the missing replicas:\n%s", logs)
+	}
+
+	startServers(t, opts[2:])
+	deadline := time.Now().Add(45 * time.Second)
+	for replicas(t, js, AudioBucket) != 3 || replicas(t, js, CacheBucket) != 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("replicas not raised 45 s after the third server joined:\n%s", logs)
+		}
+		l.bindMu.Lock()
+		l.nextBind = time.Time{} // do not wait rebindInterval
+		l.bindMu.Unlock()
+		l.shared() // as any use of the shared cache does
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), "bucket replicas raised") {
+		t.Errorf("no log line for the raised buckets:\n%s", logs)
+	}
+	// Raised, the library stops binding again.
+	l.bindMu.Lock()
+	l.nextBind = time.Time{}
+	l.bindMu.Unlock()
+	if st := l.shared(); st == nil || st.short() {
+		t.Error("still short of replicas after raising them")
 	}
 }

@@ -70,6 +70,7 @@ type bucket struct {
 	obs    jetstream.ObjectStore
 	stream jetstream.Stream
 	max    int64 // bound on the stream's bytes; 0: none
+	short  bool  // fewer replicas than AutoReplicas wants: the cluster could not place them yet
 }
 
 // bucketSpec is what a bucket should be.
@@ -82,8 +83,12 @@ type bucketSpec struct {
 
 // bindBucket opens a bucket, creating it when missing, and, unless
 // spec.keep, brings an existing one to spec: its bound is set to spec's,
-// and its replicas are raised (never lowered) to spec's.
-func bindBucket(ctx context.Context, js jetstream.JetStream, spec bucketSpec, log logger) (*bucket, error) {
+// and its replicas are raised (never lowered) to spec's. With
+// AutoReplicas on a cluster that cannot place 3 replicas yet (its servers
+// still joining), the bucket gets what fits and b.short is set: binding
+// again raises it once they can.
+func bindBucket(ctx context.Context, js jetstream.JetStream, spec bucketSpec, log logger) (b *bucket, err error) {
+	short := false
 	streamName := "OBJ_" + spec.name
 	maxBytes := spec.maxBytes
 	if maxBytes <= 0 {
@@ -105,7 +110,7 @@ func bindBucket(ctx context.Context, js jetstream.JetStream, spec bucketSpec, lo
 		}
 		_, err = js.CreateObjectStore(ctx, cfg)
 		if err != nil && auto && replicas > 1 && tooFewServers(err) {
-			cfg.Replicas = 1
+			cfg.Replicas, short = 1, true
 			_, err = js.CreateObjectStore(ctx, cfg)
 		}
 		switch {
@@ -134,7 +139,7 @@ func bindBucket(ctx context.Context, js jetstream.JetStream, spec bucketSpec, lo
 		if changed {
 			_, err = js.UpdateStream(ctx, cfg)
 			if err != nil && raise && auto && tooFewServers(err) {
-				cfg.Replicas, raise = was, false
+				cfg.Replicas, raise, short = was, false, true
 				_, err = js.UpdateStream(ctx, cfg)
 			}
 			if err != nil {
@@ -153,7 +158,7 @@ func bindBucket(ctx context.Context, js jetstream.JetStream, spec bucketSpec, lo
 	if err != nil {
 		return nil, fmt.Errorf("library: bucket %s: %w", spec.name, err)
 	}
-	b := &bucket{name: spec.name, obs: obs, stream: st}
+	b = &bucket{name: spec.name, obs: obs, stream: st, short: short}
 	if spec.maxBytes > 0 {
 		b.max = spec.maxBytes
 	}

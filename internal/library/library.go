@@ -225,6 +225,7 @@ type Library struct {
 	noJetStream atomic.Bool            // the last bind found no JetStream on the server
 	cacheBound  bool                   // the shared cache was bound (logged); under bindMu
 	cacheWarned atomic.Bool            // that it could not be was logged
+	shortWarned atomic.Bool            // that the buckets have fewer replicas than wanted was logged
 	bindMu      sync.Mutex
 	nextBind    time.Time
 	binding     bool

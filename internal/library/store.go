@@ -24,6 +24,12 @@ type stores struct {
 	cache *bucket
 }
 
+// short reports whether a bucket has fewer replicas than AutoReplicas
+// wants, for want of servers when it was bound.
+func (st *stores) short() bool {
+	return st.audio.short || st.cache != nil && st.cache.short
+}
+
 // Metadata of a CacheBucket object: the source's format.
 const (
 	metaFormat     = "format"
@@ -53,6 +59,14 @@ func (l *Library) bind(ctx context.Context) error {
 		return err
 	}
 	l.noJetStream.Store(false)
+	if st.short() {
+		// Bound again later, which raises the replicas once the cluster's
+		// servers have joined.
+		l.nextBind = time.Now().Add(rebindInterval)
+		if l.shortWarned.CompareAndSwap(false, true) {
+			l.log.Warn("audio library: the cluster cannot place 3 replicas yet; the buckets have fewer, raised when it can")
+		}
+	}
 	if st.cache == nil {
 		l.nextBind = time.Now().Add(rebindInterval)
 		if old := l.stores.Load(); old != nil && old.cache != nil {
@@ -119,6 +133,7 @@ func (l *Library) Bind(ctx context.Context) error {
 // requireStores returns the bound buckets, binding them now if needed.
 func (l *Library) requireStores(ctx context.Context) (*stores, error) {
 	if st := l.stores.Load(); st != nil {
+		l.shared() // which raises short replicas, now and then
 		return st, nil
 	}
 	if l.opts.JS == nil {
@@ -137,11 +152,11 @@ func (l *Library) requireStores(ctx context.Context) (*stores, error) {
 }
 
 // shared returns the bound buckets, or nil; while unbound (or bound
-// without the cache) it starts, at most every rebindInterval, a background
-// attempt to bind them.
+// without the cache, or with fewer replicas than wanted) it starts, at
+// most every rebindInterval, a background attempt to bind them.
 func (l *Library) shared() *stores {
 	st := l.stores.Load()
-	if st != nil && st.cache != nil || l.opts.JS == nil {
+	if st != nil && st.cache != nil && !st.short() || l.opts.JS == nil {
 		return st
 	}
 	l.bindMu.Lock()
