@@ -6,15 +6,16 @@
 #   scripts/bench-caller-audio.sh /tmp/cc/edge-before "" /tmp/cc/edge "VAD=off" /tmp/cc/edge "VAD=on"
 #
 # Each pair is an edge binary and the environment it runs with. Needs
-# /tmp/cc/{nats-server,worker,callsim} (see the README) and
-# /tmp/cc/audio/long.wav, a prompt longer than the calls (PARAM=audio=none: no
-# playback, only the callers' audio). Prints callsim's
-# summary line for the edge process of each run.
+# $CC/{nats-server,worker,callsim} (CC defaults to /tmp/cc; see the README)
+# and $CC/audio/long.wav, a prompt longer than the calls (PARAM=audio=none: no
+# playback, only the callers' audio). Ports are PORT_BASE+222 (NATS), +81
+# (edge) and +90 (worker). Prints callsim's summary lines and each process's
+# CPU. CALLSIM names another callsim binary.
 set -eu
 D=${DURATION:-40s}
 CALLS=${CALLS:-1000}
 P=${PORT_BASE:-24000}
-cc=/tmp/cc
+cc=${CC:-/tmp/cc}
 while [ $# -ge 2 ]; do
 	bin=$1 env=$2
 	shift 2
@@ -28,8 +29,10 @@ while [ $# -ge 2 ]; do
 	worker=$!
 	sleep 2
 	echo "== $bin $env"
-	$cc/callsim -url ws://127.0.0.1:$((P + 81))/media-stream -calls "$CALLS" -rate 100 -duration "$D" -quiet 0 \
-		-param "${PARAM:-audio=long.wav}" -metrics http://127.0.0.1:$((P + 81))/metrics ${EXTRA:-} 2>/dev/null | grep -E "calls|underruns|process|caller" || true
+	/usr/bin/time -f "callsim cpu: %U s user + %S s system" -o $cc/callsim.time \
+		${CALLSIM:-$cc/callsim} -url ws://127.0.0.1:$((P + 81))/media-stream -calls "$CALLS" -rate 100 -duration "$D" -quiet 0 \
+		-param "${PARAM:-audio=long.wav}" -metrics http://127.0.0.1:$((P + 81))/metrics -pid $ns -pid $worker ${EXTRA:-} 2>/dev/null | grep -E "calls|underruns|process|caller" || true
+	cat $cc/callsim.time
 	kill $worker $edge
 	wait $worker $edge 2>/dev/null || true
 	kill $ns
