@@ -3,8 +3,10 @@ package edge
 import (
 	"bytes"
 	"encoding/base64"
+	"io"
 	"log/slog"
 	"testing"
+	"testing/iotest"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -100,3 +102,45 @@ func TestCallerMediaAllocs(t *testing.T) {
 		t.Fatalf("reading caller media: %v allocations per message, want 0", n)
 	}
 }
+
+// TestReadMessage: a message read in pieces of any size comes out whole,
+// after what the buffer held, into the buffer when it fits.
+func TestReadMessage(t *testing.T) {
+	msg := bytes.Repeat([]byte("0123456789"), 500)
+	for _, tc := range []struct {
+		name  string
+		piece int
+		cap   int
+	}{
+		{"one read, room", 5000, 8192},
+		{"one read, no room", 5000, 0},
+		{"bytes", 1, 16},
+		{"uneven pieces", 333, 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := append(make([]byte, 0, tc.cap), "head"...)
+			before := &b[:1][0]
+			got, err := readMessage(b, &pieceReader{r: bytes.NewReader(msg), n: tc.piece})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := append([]byte("head"), msg...); !bytes.Equal(got, want) {
+				t.Fatalf("got %d bytes, want %d", len(got), len(want))
+			}
+			if tc.cap >= len(msg)+4 && &got[0] != before {
+				t.Fatal("grew a buffer with room for the message")
+			}
+		})
+	}
+	if _, err := readMessage(nil, iotest.ErrReader(io.ErrUnexpectedEOF)); err != io.ErrUnexpectedEOF {
+		t.Fatalf("error %v, want the reader's", err)
+	}
+}
+
+// pieceReader reads at most n bytes at a time.
+type pieceReader struct {
+	r io.Reader
+	n int
+}
+
+func (p *pieceReader) Read(b []byte) (int, error) { return p.r.Read(b[:min(len(b), p.n)]) }

@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -52,6 +51,29 @@ type session struct {
 	lag       *lagMeter
 	call      *bus.Call // what callcast.calls lists, from start; guarded by srv.mu (calls.go)
 	dropped   int       // messages the StreamOut subscription dropped so far (relay only)
+	rbuf      []byte    // the reader's, for messages other than caller media
+}
+
+// maxKeptBuf is the most a reader's reused buffer keeps between messages.
+const maxKeptBuf = 4096
+
+// readMessage appends the rest of a WebSocket message from r to b, growing
+// b only when the message outgrows it, and returns the result. The socket's
+// read limit bounds it.
+func readMessage(b []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }
 
 // mediaPrefix starts every media message Twilio sends.
@@ -141,12 +163,16 @@ func (ss *session) readLoop() (string, error) {
 			}
 			continue
 		}
-		buf := bytes.NewBuffer(make([]byte, 0, 512))
-		buf.Write(head[:n])
-		if _, err := buf.ReadFrom(r); err != nil {
+		// Anything else (start, marks, DTMF, stop) is read into a buffer
+		// the session reuses: nothing below keeps a slice of it.
+		ss.rbuf = append(ss.rbuf[:0], head[:n]...)
+		if ss.rbuf, err = readMessage(ss.rbuf, r); err != nil {
 			return ss.readError(err)
 		}
-		data := buf.Bytes()
+		data := ss.rbuf
+		if cap(ss.rbuf) > maxKeptBuf {
+			ss.rbuf = nil // an outsized message: do not hold its memory for the call
+		}
 		if mt != websocket.TextMessage {
 			m.errors.WithLabelValues("binary_frame").Inc()
 			ss.log.Warn("ignoring non-text websocket message", "type", mt, "bytes", len(data))
