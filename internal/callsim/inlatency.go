@@ -63,6 +63,18 @@ func readStamp(p []byte) (time.Time, bool) {
 	return time.Unix(0, int64(ns)), true
 }
 
+// Restamp replaces the stamp of a caller frame said in a load run with
+// LoadConfig.InLatencyNATS by at, and returns the stamp it had: a server
+// that restamps the frames it reads makes the listener's figure start
+// there, and the time it returns is what the frame took to reach it.
+// ok is false, and frame unchanged, if frame holds no stamp.
+func Restamp(frame []byte, at time.Time) (was time.Time, ok bool) {
+	if was, ok = readStamp(frame); ok {
+		putStamp(frame, at)
+	}
+	return was, ok
+}
+
 // inLatency collects the latencies of caller audio messages.
 type inLatency struct {
 	nc  *nats.Conn
