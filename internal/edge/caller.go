@@ -128,13 +128,14 @@ type callerAudio struct {
 	listen   *nats.Subscription
 
 	// The reader's, reused from message to message.
-	msg   bytes.Buffer
-	ulaw  []byte
-	batch []byte
-	first twilio.InboundMedia // Chunk and Timestamp of the batch's first frame
-	last  int64               // chunk of the batch's last frame
-	max   int                 // batch size, bytes
-	out   nats.Msg
+	msg    []byte
+	ulaw   []byte
+	batch  []byte
+	first  twilio.InboundMedia // Chunk and Timestamp of the batch's first frame
+	last   int64               // chunk of the batch's last frame
+	max    int                 // batch size, bytes
+	readAt time.Time           // when the message was read (callerReadHook only)
+	out    nats.Msg
 }
 
 // startCaller sets up the call's caller audio and subscribes to its listen
@@ -186,14 +187,27 @@ func (c *callerAudio) leased() bool {
 	return false
 }
 
+// callerReadHook, when set (by tests, before any session starts), sees
+// every caller frame read by a session's media fast path, decoded, with the
+// time its message had been read from the socket. It may rewrite the frame.
+var callerReadHook func(ulaw []byte, readAt time.Time)
+
 // read takes one media message whose first bytes, head, were read already.
 func (c *callerAudio) read(head []byte, r io.Reader) error {
-	c.msg.Reset()
-	c.msg.Write(head)
-	if _, err := c.msg.ReadFrom(r); err != nil {
+	if cap(c.msg) == 0 {
+		c.msg = make([]byte, 0, 512) // a 20 ms frame's message is about 370 bytes
+	}
+	var err error
+	if c.msg, err = readMessage(append(c.msg[:0], head...), r); err != nil {
 		return err
 	}
-	c.take(c.msg.Bytes())
+	if callerReadHook != nil {
+		c.readAt = time.Now()
+	}
+	c.take(c.msg)
+	if cap(c.msg) > maxKeptBuf {
+		c.msg = nil // an outsized message: do not hold its memory for the call
+	}
 	return nil
 }
 
@@ -226,6 +240,10 @@ func (c *callerAudio) take(data []byte) {
 		return
 	}
 	ulaw := c.ulaw[:n]
+	if callerReadHook != nil && !c.readAt.IsZero() {
+		callerReadHook(ulaw, c.readAt)
+		c.readAt = time.Time{}
+	}
 	if c.always || c.leased() {
 		c.add(in.Chunk, in.Timestamp, ulaw)
 	}
