@@ -256,3 +256,37 @@ func TestEdgeAlive(t *testing.T) {
 		t.Errorf("a render request naming another subject as the edge's: %v", err)
 	}
 }
+
+// TestAppendMarkEvent: the edge's mark events, written without
+// encoding/json, are what encoding/json writes, escapes and all.
+func TestAppendMarkEvent(t *testing.T) {
+	at := time.Date(2026, 11, 27, 9, 30, 1, 120000000, time.UTC)
+	tests := []struct {
+		name, sid, mark string
+		at              time.Time
+	}{
+		{name: "playback mark", sid: "MZ0123456789abcdef0123456789abcdef", mark: PlaybackMark("pb1", 1600, false), at: at},
+		{name: "last mark", sid: "MZ01", mark: PlaybackMark("pb1", 24000, true), at: at},
+		{name: "whole second", sid: "MZ01", mark: "x", at: at.Truncate(time.Second)},
+		{name: "nanoseconds", sid: "MZ01", mark: "x", at: at.Add(7)},
+		{name: "producer mark with escapes", sid: "MZ01", mark: `a"b\c<d>&é` + "\n\u2028", at: at},
+		{name: "empty mark", sid: "MZ01", mark: "", at: at},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev := NewEvent(tt.sid, EventMark)
+			ev.Time, ev.Mark = tt.at, &twilio.Mark{Name: tt.mark}
+			want, err := json.Marshal(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := AppendMarkEvent([]byte("x"), tt.sid, tt.at, tt.mark); string(got) != "x"+string(want) {
+				t.Errorf("got  %s\nwant x%s", got, want)
+			}
+		})
+	}
+	buf := make([]byte, 0, 256)
+	if n := testing.AllocsPerRun(100, func() { buf = AppendMarkEvent(buf[:0], "MZ01", at, "cc:pb1:1600") }); n != 0 {
+		t.Errorf("%v allocations per mark event, want 0", n)
+	}
+}

@@ -35,6 +35,11 @@ type StreamStarted struct {
 	MediaFormat      twilio.MediaFormat `json:"mediaFormat"`
 	Edge             string             `json:"edge"`
 	Time             time.Time          `json:"time"`
+	// AudioByEdge says the edge has queued the call's own audio itself
+	// (customParameters.audio, else its DEFAULT_AUDIO; "none": nothing):
+	// workers do not queue it again. Absent (an edge of before this
+	// field, or one configured without a default audio): a worker does.
+	AudioByEdge bool `json:"audioByEdge,omitempty"`
 }
 
 // DecodeStreamStarted decodes and checks a StreamStarted.
@@ -219,6 +224,41 @@ func DecodeEvent(data []byte) (*Event, error) {
 
 // markEventHead starts a mark Event as the edge encodes it.
 var markEventHead = []byte(`{"type":"` + TypeStreamEvent + `","event":"mark","streamSid":"`)
+
+// AppendMarkEvent appends the mark Event of sid at time at for the echoed
+// mark name, encoded as encoding/json encodes it, without allocating when
+// sid and name need no escaping (otherwise it falls back to encoding/json).
+func AppendMarkEvent(dst []byte, sid string, at time.Time, name string) []byte {
+	if !plainASCII(sid) || !plainASCII(name) {
+		ev := NewEvent(sid, EventMark)
+		ev.Time = at
+		ev.Mark = &twilio.Mark{Name: name}
+		data, err := json.Marshal(ev)
+		if err != nil { // a time json cannot encode (year past 9999): none of ours
+			return dst
+		}
+		return append(dst, data...)
+	}
+	dst = append(dst, markEventHead...)
+	dst = append(dst, sid...)
+	dst = append(dst, `","time":"`...)
+	dst = at.AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, `","mark":{"name":"`...)
+	dst = append(dst, name...)
+	return append(dst, `"}}`...)
+}
+
+// plainASCII reports whether encoding/json writes s as it is: printable
+// ASCII with nothing it escapes.
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c > 0x7e, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
+}
 
 // decodeMarkEvent decodes a mark Event encoded exactly as the edge encodes
 // it, five a second per call, without encoding/json; anything else returns

@@ -55,6 +55,11 @@ const (
 	// stop at once: the edge has moved the playback on (paused it for a
 	// producer's own audio, or given it to another worker).
 	HeaderStop = "Callcast-Stop"
+	// HeaderDuration, on an attempt's first media message, is the length
+	// of the playback's audio in milliseconds, as the render reply's
+	// durationMs: the edge puts it in playback.started even when the frame
+	// overtakes the reply.
+	HeaderDuration = "Callcast-Duration"
 )
 
 // MaxAudioNameLen bounds an audio name.
