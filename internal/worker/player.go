@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,9 +50,12 @@ type playback struct {
 	attempt int
 	sid     string
 	audio   string
-	src     io.Reader
-	offset  int64 // bytes of the audio already played by an earlier attempt
-	backlog int64 // bytes of earlier playbacks buffered at Twilio ahead of this one, at the start
+	// duration is the audio's length in ms, told the edge on the first
+	// media message (bus.HeaderDuration).
+	duration int64
+	src      io.Reader
+	offset   int64 // bytes of the audio already played by an earlier attempt
+	backlog  int64 // bytes of earlier playbacks buffered at Twilio ahead of this one, at the start
 
 	lead      int64 // bytes that may be buffered at Twilio
 	markEvery int64 // bytes between progress marks
@@ -192,7 +196,15 @@ func (p *playback) run(ctx context.Context) (int64, error) {
 			buf = base64.StdEncoding.AppendEncode(buf, frame[:n])
 			buf = append(buf, `"}}`...)
 			msg.Data = buf
-			if err := p.nc.PublishMsg(msg); err != nil {
+			first := sent == p.offset && p.duration > 0
+			if first {
+				msg.Header.Set(bus.HeaderDuration, strconv.FormatInt(p.duration, 10))
+			}
+			err := p.nc.PublishMsg(msg)
+			if first {
+				msg.Header.Del(bus.HeaderDuration)
+			}
+			if err != nil {
 				return sent, fmt.Errorf("worker: publish: %w", err)
 			}
 			p.lastPub = time.Now()

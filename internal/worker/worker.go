@@ -357,11 +357,15 @@ func (w *Worker) goJob(f func()) {
 }
 
 // onStreamStarted queues the call's own audio (customParameters.audio, else
-// DefaultAudio) on the edge holding the stream.
+// DefaultAudio) on the edge holding the stream, unless that edge has
+// queued it itself (StreamStarted.AudioByEdge).
 func (w *Worker) onStreamStarted(req micro.Request) {
 	st, err := bus.DecodeStreamStarted(req.Data())
 	if err != nil {
 		w.log.Warn("ignoring invalid stream start", "err", err)
+		return
+	}
+	if st.AudioByEdge {
 		return
 	}
 	name := st.CustomParameters["audio"]
@@ -490,6 +494,7 @@ func (w *Worker) render(req micro.Request, rr *bus.RenderRequest) {
 		attempt:   rr.Attempt,
 		sid:       rr.StreamSid,
 		audio:     rr.Audio,
+		duration:  src.Info().Duration.Milliseconds(),
 		src:       src,
 		offset:    rr.Offset,
 		ahead:     rr.Ahead,
