@@ -106,6 +106,20 @@ type Config struct {
 	// ListenLease is the lease a bus.StreamListen request gets when it asks
 	// for no length. Default 10 s; 1 s to 1 min.
 	ListenLease time.Duration
+	// DefaultAudio is the call's own audio when its start names none
+	// (customParameters.audio); NoAudio plays nothing. When set, the edge
+	// queues the call's own audio itself at start, and tells the workers so
+	// (bus.StreamStarted.AudioByEdge). Empty: the edge leaves it to a
+	// worker, which queues it on the edge through bus.StreamPlay.
+	DefaultAudio string
+	// AudioCacheBytes bounds the edge's cache of the μ-law of audio it has
+	// played (EDGE_CACHE_BYTES): a file playback whose audio is in it is
+	// played by the edge itself, without a worker. 0: no cache.
+	AudioCacheBytes int64
+	// AudioCacheTTL is how long a cached audio is played after it was
+	// filled (EDGE_CACHE_TTL); after it, the next playback of that audio
+	// goes to a worker again, and fills the cache anew. Default 30 s.
+	AudioCacheTTL time.Duration
 	// VAD, "on" (the default, "") or "off", runs a voice-activity detector
 	// on every call's audio: speech.* events and barge-in.
 	VAD string
@@ -165,6 +179,9 @@ func (c *Config) setDefaults() {
 	if c.StreamIdleTimeout <= 0 {
 		c.StreamIdleTimeout = 10 * time.Second
 	}
+	if c.AudioCacheTTL <= 0 {
+		c.AudioCacheTTL = 30 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -185,6 +202,7 @@ type Server struct {
 	app       *fiber.App
 	metrics   *metrics
 	validator *client.RequestValidator // nil: signatures not checked
+	cache     *audioCache              // nil: none
 
 	draining atomic.Bool
 	mu       sync.Mutex
@@ -221,6 +239,10 @@ func New(nc *nats.Conn, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	cache, err := newAudioCache(cfg.AudioCacheBytes, cfg.AudioCacheTTL, cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		cfg:       cfg,
 		nc:        nc,
@@ -229,6 +251,7 @@ func New(nc *nats.Conn, cfg Config) (*Server, error) {
 		sessions:  make(map[*session]struct{}),
 		streams:   make(map[string]*session),
 		validator: newValidator(cfg.AuthToken),
+		cache:     cache,
 		alive:     bus.EdgeAlive(nuid.Next()),
 	}
 	// Its messages need no answer: that the subscription exists is what

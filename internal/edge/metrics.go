@@ -18,6 +18,7 @@ type metrics struct {
 
 	relayedMedia, relayedMark prometheus.Counter     // relayed's children, for the pacer
 	streamChunks              *prometheus.CounterVec // streamed playbacks' chunks out of the ordinary, by kind
+	eventMark                 prometheus.Counter     // events' child for mark echoes
 	workerStops               prometheus.Counter
 	paused                    prometheus.Counter
 }
@@ -81,6 +82,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	m.relayedMedia = m.relayed.WithLabelValues("media")
 	m.relayedMark = m.relayed.WithLabelValues("mark")
+	m.eventMark = m.events.WithLabelValues("mark")
 	for _, c := range append([]prometheus.Collector{m.sockets, m.streams, m.relayed, m.relayedBytes, m.events, m.errors, m.firstAudio, m.queued, m.sendQueue, m.streamChunks, m.workerStops, m.paused}, m.caller.collectors()...) {
 		if err := reg.Register(c); err != nil {
 			return nil, err

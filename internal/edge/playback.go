@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 
 	"github.com/callcast/callcast/internal/bus"
 	"github.com/callcast/callcast/internal/twilio"
@@ -41,6 +43,9 @@ type item struct {
 	// reply is the reply subject of the latest frame of its worker's
 	// attempt: where the edge tells a superseded attempt to stop.
 	reply string
+	// fill collects a worker's frames for the edge's audio cache
+	// (audiocache.go); nil when they are not kept.
+	fill *cacheFill
 }
 
 // edgePlayed reports whether the edge sends its audio itself, rather than
@@ -127,6 +132,9 @@ func (c *controller) onEnqueue(msg *nats.Msg) {
 	}
 	it := &item{id: req.PlaybackID, reqID: req.RequestID, audio: req.Audio, durationMs: req.DurationMs, end: -1,
 		stream: req.Stream, interruptible: req.Interruptible}
+	if it.stream == nil {
+		c.fromCache(it)
+	}
 	reply := bus.PlayReply{Type: bus.TypePlayReply, PlaybackID: it.id, DurationMs: it.durationMs}
 	c.mu.Lock()
 	full := req.Mode != bus.ModeInterrupt && len(c.queue) >= c.ss.srv.cfg.MaxQueuedPlaybacks
@@ -190,6 +198,49 @@ func (c *controller) onEnqueue(msg *nats.Msg) {
 	}
 	c.publish(evs)
 	c.respond(msg, reply)
+	c.dispatch(next)
+}
+
+// fromCache makes the file playback it one the edge plays itself when its
+// audio is in the edge's cache.
+func (c *controller) fromCache(it *item) {
+	if e := c.ss.srv.cache.get(it.audio); e != nil {
+		it.src = newCachedSource(e, c.wake)
+		if it.durationMs == 0 {
+			it.durationMs = e.durationMs
+		}
+	}
+}
+
+// queueOwn queues the call's own audio, name, at start: from the edge's
+// cache, else by a worker.
+func (c *controller) queueOwn(name string) {
+	it := &item{id: nuid.Next(), audio: name, end: -1}
+	if err := bus.CheckAudioName(name); err != nil {
+		// What a worker answers for a name no library holds.
+		c.mu.Lock()
+		ev := c.event(bus.EventPlaybackFailed, it, "")
+		c.mu.Unlock()
+		ev.Error = &bus.Error{Code: bus.CodeUnknownAudio, Message: err.Error(), Audio: name}
+		c.publish([]bus.Event{ev})
+		return
+	}
+	c.fromCache(it)
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.queue = append(c.queue, it)
+	c.ss.srv.metrics.queued.Inc()
+	next := c.advanceLocked()
+	c.mu.Unlock()
+	if next != nil && next.edgePlayed() {
+		// Cached: its first lead goes to the writer from here, the
+		// reader's goroutine, rather than after waking the pacer's.
+		c.pump()
+		return
+	}
 	c.dispatch(next)
 }
 
@@ -277,9 +328,20 @@ func (c *controller) admit(hdr string, out *bus.OutMessage, msg *nats.Msg) bool 
 	attempt := it.attempt
 	switch out.Event {
 	case "media":
+		if it.durationMs == 0 {
+			if d, err := strconv.ParseInt(msg.Header.Get(bus.HeaderDuration), 10, 64); err == nil && d > 0 {
+				it.durationMs = d
+			}
+		}
 		if !it.started {
 			it.started, it.heardAt = true, now
 			evs = append(evs, c.event(bus.EventPlaybackStarted, it, ""))
+			if it.sent == 0 && it.stream == nil {
+				it.fill = c.ss.srv.cache.claim(it.audio, it.durationMs)
+			}
+		}
+		if f := it.fill; f != nil && (int64(len(f.buf)) != it.sent || !c.ss.srv.cache.add(f, out.Media.Payload)) {
+			c.dropFillLocked(it)
 		}
 		it.sent += int64(twilio.PayloadLen(out.Media.Payload))
 	case "mark":
@@ -290,6 +352,7 @@ func (c *controller) admit(hdr string, out *bus.OutMessage, msg *nats.Msg) bool 
 			// worker's offset, so that a re-dispatch resumes after what it
 			// sent rather than play the frames since the hole again.
 			lost, it.sent = off-it.sent, off
+			c.dropFillLocked(it)
 		}
 		if ok && id == it.id && !last {
 			if off == it.marked {
@@ -305,6 +368,11 @@ func (c *controller) admit(hdr string, out *bus.OutMessage, msg *nats.Msg) bool 
 			if e := msg.Header.Get(bus.HeaderError); e != "" {
 				it.failure = &bus.Error{Code: bus.CodeBadAudio, Message: e, Audio: it.audio}
 			}
+			if f := it.fill; f != nil && it.failure == nil && int64(len(f.buf)) == off {
+				c.ss.srv.cache.commit(f, it.durationMs)
+				it.fill = nil
+			}
+			c.dropFillLocked(it)
 			c.draining = append(c.draining, it)
 			c.sending = nil
 			next = c.advanceLocked()
@@ -519,6 +587,11 @@ func (c *controller) render(it *item, req *bus.RenderRequest) *bus.Error {
 			return &bus.Error{Code: bus.CodeInternal, Message: err.Error(), Audio: req.Audio}
 		}
 		if reply.Error == nil {
+			c.mu.Lock()
+			if it.durationMs == 0 {
+				it.durationMs = reply.DurationMs
+			}
+			c.mu.Unlock()
 			return nil
 		}
 		// A full worker, or one that cannot reach the audio store right
@@ -624,10 +697,23 @@ func (c *controller) checkWorker() {
 	c.dispatch(it)
 }
 
+// event returns the event kind of it. An event that ends it gives up its
+// cache fill, if it is still collecting one.
 func (c *controller) event(kind string, it *item, reason string) bus.Event {
+	if kind != bus.EventPlaybackStarted {
+		c.dropFillLocked(it)
+	}
 	ev := bus.NewEvent(c.ss.sid, kind)
 	ev.Playback = it.body(reason)
 	return ev
+}
+
+// dropFillLocked gives up it's cache fill.
+func (c *controller) dropFillLocked(it *item) {
+	if it.fill != nil {
+		c.ss.srv.cache.release(it.fill)
+		it.fill = nil
+	}
 }
 
 func (c *controller) publish(evs []bus.Event) {

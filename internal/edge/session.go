@@ -42,6 +42,7 @@ type session struct {
 	// Set once by the reader on start, read by the relay after subscribing.
 	sid       string
 	callSid   string
+	events    string // bus.StreamEvents(sid)
 	startedAt time.Time
 	sub       *nats.Subscription // StreamOut
 	playSub   *nats.Subscription // StreamPlay
@@ -220,9 +221,7 @@ func (ss *session) readLoop() (string, error) {
 			ev.DTMF = &bus.DTMF{Digit: msg.DTMF.Digit}
 			ss.publish(ev)
 		case twilio.EventMark:
-			ev := bus.NewEvent(ss.sid, bus.EventMark)
-			ev.Mark = &twilio.Mark{Name: msg.Mark.Name}
-			ss.publish(ev)
+			ss.publishMark(msg.Mark.Name)
 			ss.ctl.onEcho(msg.Mark.Name)
 			if ss.lag.echoed(time.Now()) {
 				ss.slowPeer()
@@ -274,6 +273,7 @@ func (ss *session) start(msg *twilio.Message) error {
 		return errDuplicate
 	}
 	ss.sid, ss.callSid, ss.startedAt = sid, st.CallSid, time.Now()
+	ss.events = bus.StreamEvents(sid)
 	ss.log = ss.log.With("stream_sid", sid, "call_sid", st.CallSid)
 	sub, err := ss.srv.nc.Subscribe(bus.StreamOut(sid), ss.relay)
 	if err != nil {
@@ -291,6 +291,7 @@ func (ss *session) start(msg *twilio.Message) error {
 	if err := ss.startCaller(st); err != nil {
 		return err
 	}
+	own, byEdge := ss.ownAudio(st.CustomParameters)
 	started := bus.StreamStarted{
 		Type:             bus.TypeStreamStarted,
 		StreamSid:        sid,
@@ -300,6 +301,7 @@ func (ss *session) start(msg *twilio.Message) error {
 		MediaFormat:      st.MediaFormat,
 		Edge:             ss.srv.cfg.ID,
 		Time:             ss.startedAt.UTC(),
+		AudioByEdge:      byEdge,
 	}
 	data, err := json.Marshal(started)
 	if err != nil {
@@ -308,10 +310,31 @@ func (ss *session) start(msg *twilio.Message) error {
 	if err := ss.srv.nc.Publish(bus.SubjectStreamStarted, data); err != nil {
 		return fmt.Errorf("edge: publish start: %w", err)
 	}
+	if own != "" {
+		// After the start is published: its playback.started follows it.
+		ss.ctl.queueOwn(own)
+	}
 	ss.srv.addCall(ss, callOf(sid, st.CallSid, st.AccountSid, st.CustomParameters, ss.startedAt))
 	ss.srv.metrics.streams.Inc()
 	ss.log.Info("stream started", "audio", st.CustomParameters["audio"])
 	return nil
+}
+
+// ownAudio is the audio the edge queues for the call at start, if any, and
+// whether the edge (rather than a worker) takes care of it.
+func (ss *session) ownAudio(params map[string]string) (name string, byEdge bool) {
+	def := ss.srv.cfg.DefaultAudio
+	if def == "" {
+		return "", false // a worker queues it (Config.DefaultAudio)
+	}
+	name = params["audio"]
+	if name == "" {
+		name = def
+	}
+	if name == NoAudio {
+		return "", true
+	}
+	return name, true
 }
 
 // relay turns one bus message into Twilio's outbound JSON and queues it for
@@ -531,10 +554,26 @@ func (ss *session) finish(reason string) {
 	_ = ss.conn.Close()
 }
 
+// publishMark publishes the mark event of an echo, five a second per
+// call, without encoding/json.
+func (ss *session) publishMark(name string) {
+	bp := bufPool.Get().(*[]byte)
+	*bp = bus.AppendMarkEvent((*bp)[:0], ss.sid, time.Now().UTC(), name)
+	err := ss.srv.nc.Publish(ss.events, *bp) // copied into the client's buffer
+	*bp = (*bp)[:0]
+	bufPool.Put(bp)
+	if err != nil {
+		ss.srv.metrics.errors.WithLabelValues("publish").Inc()
+		ss.log.Warn("publish event failed", "event", bus.EventMark, "err", err)
+		return
+	}
+	ss.srv.metrics.eventMark.Inc()
+}
+
 func (ss *session) publish(ev bus.Event) {
 	data, err := json.Marshal(ev)
 	if err == nil {
-		err = ss.srv.nc.Publish(bus.StreamEvents(ss.sid), data)
+		err = ss.srv.nc.Publish(ss.events, data)
 	}
 	if err != nil {
 		ss.srv.metrics.errors.WithLabelValues("publish").Inc()
