@@ -59,7 +59,9 @@ func startCluster(t *testing.T, edges, workers int, wcfg worker.Config, opts ...
 	}
 	for i := range edges {
 		id := fmt.Sprintf("edge-%d", i)
-		ecfg := edge.Config{ID: id}
+		// The same default audio as the workers', as a deployment gives
+		// both: the edge queues the call's own audio itself.
+		ecfg := edge.Config{ID: id, DefaultAudio: wcfg.DefaultAudio}
 		for _, o := range opts {
 			o(&ecfg)
 		}
