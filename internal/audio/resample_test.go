@@ -1,6 +1,7 @@
 package audio
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"testing/iotest"
@@ -388,5 +390,32 @@ func TestOddRatesNotCached(t *testing.T) {
 	}
 	if after := count(); after != before {
 		t.Errorf("%d tables kept for odd rates", after-before)
+	}
+}
+
+// TestWAVPartialFrameKept: a sample split between two reads of the
+// source survives a read that asks for more samples than any before.
+func TestWAVPartialFrameKept(t *testing.T) {
+	pcm := []int16{-1293, 2113, -14275, 6390, 1, -2}
+	data := AppendWAVHeader(nil, 8000, 1, -1)
+	for _, v := range pcm {
+		data = binary.LittleEndian.AppendUint16(data, uint16(v))
+	}
+	br := bufio.NewReader(iotest.OneByteReader(bytes.NewReader(data)))
+	w, _, err := parseWAV(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []float32
+	for size := 1; ; size *= 2 {
+		dst := make([]float32, size)
+		n, err := w.readMono(dst)
+		got = append(got, dst[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	if want := toFloat32(pcm); !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
 	}
 }

@@ -198,7 +198,8 @@ func (w *wavReader) readMono(dst []float32) (_ int, err error) {
 	align := w.f.align
 	want := len(dst) * align
 	if cap(w.raw) < want {
-		w.raw = make([]byte, want)
+		// Keep the incomplete sample frame held from the last call.
+		w.raw = append(make([]byte, 0, want), w.raw[:w.partial]...)
 	}
 	raw := w.raw[:want]
 	n, err := w.readBytes(raw[w.partial:])
