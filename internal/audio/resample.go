@@ -28,7 +28,10 @@ import (
 // Every filter is symmetric and centred, so output sample n is the signal
 // at time n/8000 s exactly, with no delay. All state (input history and
 // phase) lives in the stages, so a stream resampled in chunks of any size
-// gives the same samples as in one piece.
+// gives the same samples as in one piece. A stage reads its source only
+// when its next output needs input it does not hold, and then takes what
+// the source has: on a live stream, an output comes out as soon as its
+// input window is in, never waiting for a block of input beyond it.
 //
 // The source's rate may change mid-stream (concatenated MP3s): the source
 // returns a *rateChange error (mp3.go) after its last sample at the old
@@ -319,10 +322,13 @@ func (h *halfband) readMono(dst []float32) (int, error) {
 		if h.end >= 0 && h.out >= h.end {
 			break
 		}
-		// Read what the outputs asked for need, and no more, so that the
-		// first output comes after decoding as little as possible.
+		if n > 0 && h.ready() == 0 {
+			// The next output needs input not read yet: deliver these
+			// first, rather than wait for it.
+			break
+		}
 		h.fill(len(dst) - n)
-		run := min(len(dst)-n, len(h.even), len(h.odd)-k2+1)
+		run := min(len(dst)-n, h.ready())
 		if h.end >= 0 {
 			run = min(run, int(h.end-h.out))
 		}
@@ -345,14 +351,18 @@ func (h *halfband) readMono(dst []float32) (int, error) {
 	return n, nil
 }
 
-// fill reads input until want outputs can be computed, or at least one
-// once something has been read; after the end it pads with zeros.
+// ready is how many outputs the input held can compute.
+func (h *halfband) ready() int { return max(0, min(len(h.even), len(h.odd)-len(h.cc)+1)) }
+
+// fill reads input until at least one output can be computed, asking the
+// source at once for what want outputs need; it reads only while no
+// output can be computed, so it waits for the source only when the next
+// output needs it. After the end it pads with zeros.
 func (h *halfband) fill(want int) {
 	k2 := len(h.cc)
 	// Leave room in both buffers whenever fewer than want are ready.
 	want = min(want, cap(h.even)-k2)
-	ready := func() int { return min(len(h.even), len(h.odd)-k2+1) }
-	for read := false; ready() < want && !(read && ready() > 0); read = true {
+	for h.ready() == 0 {
 		if h.done {
 			for len(h.even) < want {
 				h.even = append(h.even, 0)
@@ -581,21 +591,25 @@ func (r *resampler) begin(rate int, begun float64) {
 
 // fill makes at least need samples available from pos, reading from the
 // stage only what is missing, or padding with zeros once it has ended.
-func (r *resampler) fill(need int) {
+// Each read asks for what want samples lack (at least minRead, at most
+// the buffer's room), but fill reads again only while fewer than need are
+// there: it waits for the source only when the next output needs it.
+func (r *resampler) fill(need, want int) {
+	want = max(need, min(want, cap(r.buf)))
 	for len(r.buf)-r.pos < need {
-		if r.pos > 0 {
+		if r.pos > 0 && cap(r.buf)-r.pos < want {
 			n := copy(r.buf, r.buf[r.pos:])
 			r.buf = r.buf[:n]
 			r.pos = 0
 		}
 		if r.done {
-			for len(r.buf) < need {
+			for len(r.buf) < r.pos+need {
 				r.buf = append(r.buf, 0)
 			}
 			return
 		}
 		free := r.buf[len(r.buf):cap(r.buf)]
-		free = free[:min(len(free), max(need-len(r.buf), minRead))]
+		free = free[:min(len(free), max(r.pos+want-len(r.buf), minRead))]
 		n, err := r.stage.readMono(free)
 		r.buf = r.buf[:len(r.buf)+n]
 		if err != nil {
@@ -763,17 +777,24 @@ func (r *resampler) pass(dst []float32) int {
 }
 
 // filter produces outputs of the current segment through the polyphase
-// stage, up to len(dst) or the segment's end.
+// stage, up to len(dst) or the segment's end. Every output whose input is
+// in is computed before the stage is asked for more, so that an output
+// waits for no input beyond its own window.
 func (r *resampler) filter(dst []float32) int {
 	b := r.bank
 	taps := b.taps
+	step := r.whole*r.unit + r.frac // phase units per output
 	n := 0
 	for n < len(dst) && r.room(1) > 0 {
-		// Input for a run of outputs: each advances pos by at most
-		// whole+1 samples.
-		run := min(len(dst)-n, 64)
-		r.fill(taps + (r.whole+1)*run)
-		r.checkCut()
+		run := r.ready(len(dst) - n)
+		if run == 0 {
+			// The input for the rest of dst, from pos.
+			w := r.window()
+			want := w + int((int64(r.phase)+int64(len(dst)-n)*int64(step))/int64(r.unit))
+			r.fill(w, want)
+			r.checkCut()
+			continue
+		}
 		run = r.room(run)
 		for range run {
 			if b.phases == r.unit {
@@ -805,4 +826,26 @@ func (r *resampler) filter(dst []float32) int {
 		}
 	}
 	return n
+}
+
+// window is how many input samples an output reads from its position:
+// the filter's taps, and one more for interpolated phases.
+func (r *resampler) window() int {
+	if r.bank.phases == r.unit {
+		return r.bank.taps
+	}
+	return r.bank.taps + 1
+}
+
+// ready is how many of the next outputs, at most limit, have their input
+// window in the buffer.
+func (r *resampler) ready(limit int) int {
+	a := len(r.buf) - r.pos - r.window() // the last position whose window is in
+	if a < 0 {
+		return 0
+	}
+	// Output j is at position (phase + j·step)/unit from pos.
+	step := int64(r.whole*r.unit + r.frac)
+	j := (int64(a+1)*int64(r.unit) - 1 - int64(r.phase)) / step
+	return int(min(j+1, int64(limit)))
 }

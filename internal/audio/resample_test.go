@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
 )
@@ -417,5 +418,129 @@ func TestWAVPartialFrameKept(t *testing.T) {
 	}
 	if want := toFloat32(pcm); !slices.Equal(got, want) {
 		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+// feedReader is a stream's source as the edge has it: the bytes pushed so
+// far, a Read that waits for more, and a signal each time a Read finds
+// nothing to return (the reader has done all it can with what came).
+type feedReader struct {
+	mu      sync.Mutex
+	cond    sync.Cond
+	buf     []byte
+	end     bool
+	starved chan struct{}
+}
+
+func newFeedReader() *feedReader {
+	f := &feedReader{starved: make(chan struct{}, 1)}
+	f.cond.L = &f.mu
+	return f
+}
+
+func (f *feedReader) Read(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for len(f.buf) == 0 && !f.end {
+		select {
+		case f.starved <- struct{}{}:
+		default:
+		}
+		f.cond.Wait()
+	}
+	if len(f.buf) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, f.buf)
+	f.buf = f.buf[n:]
+	return n, nil
+}
+
+// push adds b (and the end with end) and waits until the reader has used
+// all it can of it.
+func (f *feedReader) push(b []byte, end bool) {
+	select {
+	case <-f.starved:
+	default:
+	}
+	f.mu.Lock()
+	f.buf = append(f.buf, b...)
+	f.end = end
+	f.cond.Broadcast()
+	f.mu.Unlock()
+	if !end {
+		<-f.starved
+	}
+}
+
+// lookahead is how far the resampler's filters reach ahead of an output
+// sample into the input at rate, in input samples: the half-band stages'
+// taps and half the polyphase filter.
+func lookahead(rate int) int {
+	tail, step := 0, 1
+	for st := rate; st != polyphaseRate(rate); st /= 2 {
+		tail += (2*len(halfbandTaps(st)) - 1) * (rate / st)
+		step *= 2
+	}
+	return tail + bankFor(polyphaseRate(rate)).taps/2*step
+}
+
+// TestStreamFramesEarly: a PCM stream arriving in chunks gives every 20 ms
+// frame as soon as the input it depends on is in: 20 ms of output and the
+// filters' look-ahead, not a block of input more. With 20 ms chunks at
+// 24 kHz the first frame follows the second chunk (40 ms in, the filters
+// reaching 12.5 ms ahead); with 40 ms chunks it follows the first.
+func TestStreamFramesEarly(t *testing.T) {
+	for _, rate := range []int{16000, 22050, 24000, 44100, 48000} {
+		for _, ms := range []int{20, 40} {
+			t.Run(fmt.Sprintf("%d Hz %d ms", rate, ms), func(t *testing.T) {
+				pcm := toFloat32(sineSamples(rate, 440, 8000, rate))
+				f := newFeedReader()
+				var frames atomic.Int64
+				done := make(chan error, 1)
+				go func() {
+					tr, err := NewTranscoder(f, Options{})
+					if err != nil {
+						done <- err
+						return
+					}
+					var frame [FrameSize]byte
+					for {
+						n, err := io.ReadFull(tr, frame[:])
+						if n == FrameSize {
+							frames.Add(1)
+						}
+						if err != nil {
+							done <- nil
+							return
+						}
+					}
+				}()
+				f.push(AppendWAVHeader(nil, rate, 1, -1), false)
+				chunk := rate * ms / 1000
+				reach := lookahead(rate)
+				for in := 0; in+chunk <= len(pcm); in += chunk {
+					var b []byte
+					for _, v := range pcm[in : in+chunk] {
+						b = binary.LittleEndian.AppendUint16(b, uint16(int16(v)))
+					}
+					f.push(b, false)
+					// Outputs whose input is in: output i needs input up to
+					// i·rate/8000 + reach.
+					have := in + chunk
+					ready := max(0, (have-reach)*SampleRate/rate)
+					if got, want := frames.Load(), int64(ready/FrameSize); got < want {
+						t.Fatalf("after %d ms of input: %d frames out, want %d (%d of %d samples ready)", have*1000/rate, got, want, ready, FrameSize*want)
+					}
+					if in == 0 && ms == 40 && frames.Load() == 0 {
+						t.Fatalf("no frame after the first %d ms chunk", ms)
+					}
+				}
+				f.push(nil, true)
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+			})
+		}
 	}
 }
