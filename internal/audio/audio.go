@@ -44,8 +44,11 @@ const (
 	// resampler's edge placed as soxr's (−6 dB at 3825 Hz, 100 dB down
 	// from 3965 Hz); 6, the MP3 decoder's fast transforms (unrolled IMDCT
 	// and DCT-32, SSE window) and stereo mixed before the IMDCT (sums in
-	// another order: a μ-law code may differ by one).
-	PipelineVersion = "6"
+	// another order: a μ-law code may differ by one); 7, the polyphase
+	// stage at 12 and 16 kHz computed in split form, across outputs
+	// (sums in another order: a μ-law code may differ by one), and a
+	// sample split between two reads of a WAV source kept.
+	PipelineVersion = "7"
 )
 
 // Errors returned by NewTranscoder and Transcoder.Read; they wrap the cause.

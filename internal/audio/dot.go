@@ -66,3 +66,47 @@ func dotGo(c, x []float32) float32 {
 	}
 	return (a0 + a1) + (a2 + a3)
 }
+
+// firAdd adds to dst[t] the inner product of c and x[t:t+len(c)], for
+// every t, summing in the order of the taps onto what dst holds: the
+// kernel of the resampler's split tables. len(dst) must be a multiple of
+// 8 and x must hold len(dst)+len(c)-1 samples. Every output is computed
+// by the same instructions wherever it falls in dst (with AVX2, fused
+// multiply-adds; in Go, what the compiler makes of a += c·x), so that a
+// stream cut anywhere gives the same bits.
+func firAdd(dst, x, c []float32) {
+	if len(dst) == 0 || len(c) == 0 {
+		return
+	}
+	_ = x[len(dst)+len(c)-2]
+	if useAVX2 {
+		splitAVX2(&dst[0], &x[0], &c[0], len(dst), len(c))
+		return
+	}
+	firAddGo(dst, x, c)
+}
+
+// firAddGo is firAdd in Go, four outputs at a time (four independent
+// sums, each in the order of the taps).
+func firAddGo(dst, x, c []float32) {
+	t := 0
+	for ; t+4 <= len(dst); t += 4 {
+		a0, a1, a2, a3 := dst[t], dst[t+1], dst[t+2], dst[t+3]
+		xx := x[t : t+len(c)+3]
+		for i, v := range c {
+			w := xx[i : i+4 : i+4]
+			a0 += v * w[0]
+			a1 += v * w[1]
+			a2 += v * w[2]
+			a3 += v * w[3]
+		}
+		dst[t], dst[t+1], dst[t+2], dst[t+3] = a0, a1, a2, a3
+	}
+	for ; t < len(dst); t++ {
+		a := dst[t]
+		for i, v := range c {
+			a += v * x[t+i]
+		}
+		dst[t] = a
+	}
+}

@@ -18,3 +18,10 @@ func dotAVX2(c, x *float32, n int) float32
 //
 //go:noescape
 func firAVX2(dst, x, c *float32, n, taps int)
+
+// splitAVX2 adds Σ c[i]·x[t+i], i < taps, to dst[t] for t < n, one fused
+// multiply-add at a time in order of i; n is a positive multiple of 8 and
+// taps at least 1.
+//
+//go:noescape
+func splitAVX2(dst, x, c *float32, n, taps int)

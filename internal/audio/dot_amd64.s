@@ -122,3 +122,125 @@ tap8:
 done:
 	VZEROUPPER
 	RET
+
+// func splitAVX2(dst, x, c *float32, n, taps int)
+//
+// Adds to each of n outputs its filter, in order of the taps with a fused
+// multiply-add each: 64 outputs at a time in eight registers (enough
+// independent sums to keep both FMA units busy), then 32, 16 and 8.
+TEXT ·splitAVX2(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ c+16(FP), DX
+	MOVQ n+24(FP), CX
+	MOVQ taps+32(FP), BX
+
+split64:
+	CMPQ CX, $64
+	JLT  split32
+	VMOVUPS (DI), Y0
+	VMOVUPS 32(DI), Y1
+	VMOVUPS 64(DI), Y2
+	VMOVUPS 96(DI), Y3
+	VMOVUPS 128(DI), Y4
+	VMOVUPS 160(DI), Y5
+	VMOVUPS 192(DI), Y6
+	VMOVUPS 224(DI), Y7
+	MOVQ DX, R8
+	MOVQ SI, R9
+	MOVQ BX, R10
+split64tap:
+	VBROADCASTSS (R8), Y8
+	VFMADD231PS (R9), Y8, Y0
+	VFMADD231PS 32(R9), Y8, Y1
+	VFMADD231PS 64(R9), Y8, Y2
+	VFMADD231PS 96(R9), Y8, Y3
+	VFMADD231PS 128(R9), Y8, Y4
+	VFMADD231PS 160(R9), Y8, Y5
+	VFMADD231PS 192(R9), Y8, Y6
+	VFMADD231PS 224(R9), Y8, Y7
+	ADDQ $4, R8
+	ADDQ $4, R9
+	DECQ R10
+	JNZ  split64tap
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	VMOVUPS Y4, 128(DI)
+	VMOVUPS Y5, 160(DI)
+	VMOVUPS Y6, 192(DI)
+	VMOVUPS Y7, 224(DI)
+	ADDQ $256, DI
+	ADDQ $256, SI
+	SUBQ $64, CX
+	JMP  split64
+split32:
+	CMPQ CX, $32
+	JLT  split16
+	VMOVUPS (DI), Y0
+	VMOVUPS 32(DI), Y1
+	VMOVUPS 64(DI), Y2
+	VMOVUPS 96(DI), Y3
+	MOVQ DX, R8
+	MOVQ SI, R9
+	MOVQ BX, R10
+split32tap:
+	VBROADCASTSS (R8), Y8
+	VFMADD231PS (R9), Y8, Y0
+	VFMADD231PS 32(R9), Y8, Y1
+	VFMADD231PS 64(R9), Y8, Y2
+	VFMADD231PS 96(R9), Y8, Y3
+	ADDQ $4, R8
+	ADDQ $4, R9
+	DECQ R10
+	JNZ  split32tap
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	ADDQ $128, DI
+	ADDQ $128, SI
+	SUBQ $32, CX
+split16:
+	CMPQ CX, $16
+	JLT  split8
+	VMOVUPS (DI), Y0
+	VMOVUPS 32(DI), Y1
+	MOVQ DX, R8
+	MOVQ SI, R9
+	MOVQ BX, R10
+split16tap:
+	VBROADCASTSS (R8), Y8
+	VFMADD231PS (R9), Y8, Y0
+	VFMADD231PS 32(R9), Y8, Y1
+	ADDQ $4, R8
+	ADDQ $4, R9
+	DECQ R10
+	JNZ  split16tap
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ $64, DI
+	ADDQ $64, SI
+	SUBQ $16, CX
+split8:
+	CMPQ CX, $8
+	JLT  splitdone
+	VMOVUPS (DI), Y0
+	MOVQ DX, R8
+	MOVQ SI, R9
+	MOVQ BX, R10
+split8tap:
+	VBROADCASTSS (R8), Y8
+	VFMADD231PS (R9), Y8, Y0
+	ADDQ $4, R8
+	ADDQ $4, R9
+	DECQ R10
+	JNZ  split8tap
+	VMOVUPS Y0, (DI)
+	ADDQ $32, DI
+	ADDQ $32, SI
+	SUBQ $8, CX
+splitdone:
+	VZEROUPPER
+	RET

@@ -7,3 +7,5 @@ const useAVX2 = false
 func dotAVX2(c, x *float32, n int) float32 { panic("audio: no AVX2 kernel") }
 
 func firAVX2(dst, x, c *float32, n, taps int) { panic("audio: no AVX2 kernel") }
+
+func splitAVX2(dst, x, c *float32, n, taps int) { panic("audio: no AVX2 kernel") }

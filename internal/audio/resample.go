@@ -77,7 +77,17 @@ type filterBank struct {
 	phases int // rows in coef: l; maxPhases when l is larger; or a multiple of l
 	taps   int // a multiple of 8, for the vector kernel
 	coef   []float32
+
+	// For a small ratio (l and m at most maxSplit, phases = l): each
+	// row's taps split by their index modulo m, split[ph*m+j] holding
+	// row ph's taps j, j+m, j+2m, … (see resampler.split).
+	split [][]float32
 }
+
+// maxSplit bounds l and m for the split form of a table: 12 kHz (2/3) and
+// 16 kHz (1/2), the rates every PCM stream from 16 kHz up and MP3s at
+// 12, 16, 24, 32 and 48 kHz are filtered at.
+const maxSplit = 4
 
 var banks sync.Map // int source rate → *filterBank, for the common rates
 
@@ -199,6 +209,18 @@ func designBank(rate, phases int) *filterBank {
 		out := b.coef[ph*taps : (ph+1)*taps]
 		for k, v := range row {
 			out[taps-1-k] = float32(v / sum)
+		}
+	}
+	if b.phases == b.l && b.l <= maxSplit && b.m <= maxSplit {
+		for ph := range b.l {
+			row := b.coef[ph*taps : (ph+1)*taps]
+			for j := range b.m {
+				var part []float32
+				for k := j; k < taps; k += b.m {
+					part = append(part, row[k])
+				}
+				b.split = append(b.split, part)
+			}
 		}
 	}
 	return b
@@ -444,6 +466,11 @@ type resampler struct {
 	carry   []float32
 	carryAt int64
 	scratch []float32
+
+	// The split form's input, buf from pos dealt into m sequences
+	// (comp[j][v] = buf[pos+j+m·v]), and its sums.
+	comp [maxSplit][]float32
+	sum  []float32
 }
 
 // segmentSource delivers a segment of the source: lead zeros, the
@@ -796,6 +823,15 @@ func (r *resampler) filter(dst []float32) int {
 			continue
 		}
 		run = r.room(run)
+		if b.split != nil && b.phases == r.unit {
+			r.splitFilter(dst[n : n+run])
+			n += run
+			r.out += int64(run)
+			t := r.phase + run*step
+			r.pos += t / r.unit
+			r.phase = t % r.unit
+			continue
+		}
 		for range run {
 			if b.phases == r.unit {
 				row := b.coef[r.phase*taps : (r.phase+1)*taps]
@@ -848,4 +884,57 @@ func (r *resampler) ready(limit int) int {
 	step := int64(r.whole*r.unit + r.frac)
 	j := (int64(a+1)*int64(r.unit) - 1 - int64(r.phase)) / step
 	return int(min(j+1, int64(limit)))
+}
+
+// splitFilter computes len(dst) outputs from pos and phase with a table
+// in split form, without moving pos. With l/m in lowest terms, outputs
+// a, a+l, a+2l, … share a phase and their windows start m samples apart:
+// dealt into m sequences (every m-th sample), the input makes each
+// phase's outputs m plain FIR filters run across consecutive outputs
+// (firAdd, vectorised across outputs: no horizontal sums, each tap loaded
+// once for eight outputs). Each output is one sum over taps 0, m, 2m, …,
+// then 1, m+1, …: the same operations wherever it falls in a run, so that
+// the result does not depend on how the stream is cut.
+// Runs are computed in whole blocks of eight, the extra outputs of the
+// last block (on input not in yet, or zeros) thrown away.
+func (r *resampler) splitFilter(dst []float32) {
+	b := r.bank
+	l, m := b.l, b.m
+	n := len(dst)
+	lanes := ((n+l-1)/l + 7) &^ 7 // outputs per phase, rounded up to a block
+	// Every sequence from its start: the largest offset of a window is
+	// (phase+(l-1)·m)/l + m-1 < 2m samples, under 2 in a sequence.
+	size := 2 + lanes + (b.taps+m-1)/m
+	for j := range m {
+		c := r.comp[j]
+		if cap(c) < size {
+			c = make([]float32, size, 2*size)
+		}
+		c = c[:size]
+		in := r.buf[min(len(r.buf), r.pos+j):]
+		v := 0
+		for ; v < size && m*v < len(in); v++ {
+			c[v] = in[m*v]
+		}
+		clear(c[v:])
+		r.comp[j] = c
+	}
+	if cap(r.sum) < lanes {
+		r.sum = make([]float32, lanes, 2*lanes)
+	}
+	sum := r.sum[:lanes]
+	for a := range min(l, n) {
+		t := r.phase + a*m
+		ph, off := t%l, t/l // output a's phase and window, from pos
+		clear(sum)
+		for j := range m {
+			taps := b.split[ph*m+j]
+			// Output a+l·i reads buf[pos+off+m·i+j+m·k] = comp[q][s+i+k].
+			q, s := (off+j)%m, (off+j)/m
+			firAdd(sum, r.comp[q][s:s+lanes+len(taps)-1], taps)
+		}
+		for i := 0; a+l*i < n; i++ {
+			dst[a+l*i] = sum[i]
+		}
+	}
 }
