@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -71,6 +72,9 @@ func FuzzCutMedia(f *testing.F) {
 		`{"event":"media","sequenceNumber":"2","streamSid":"MZ1","media":{"track":"inbound","chunk":"1","timestamp":"52","payload":"/w=="}}`,
 		`{"event":"media","sequenceNumber":"2","streamSid":"MZ1","media":{"track":"in\u0062ound","chunk":"1","timestamp":"52","payload":"/w=="}}`,
 		`{"event":"media","sequenceNumber":"2","streamSid":"MZ1","media":{"track":"inbound","chunk":"999999999999999999","timestamp":"0","payload":"x"}}`,
+		`{"event":"media","sequenceNumber":"2","streamSid":"MZ1","media":{"track":"inbound","chunk":"1","timestamp":"52","payload":"//////7+\/w=="}}`,
+		`{"event":"media","sequenceNumber":"2","streamSid":"MZ1","media":{"track":"inbound","chunk":"1","timestamp":"52","payload":"///////\"/w=="}}`,
+		`{"event":"media","sequenceNumber":"2","streamSid":"MZ1","media":{"track":"inbound","chunk":"1","timestamp":"52","payload":"////////\u002f=="}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -93,4 +97,27 @@ func FuzzCutMedia(f *testing.F) {
 		}
 		_, _ = json.Marshal(full)
 	})
+}
+
+// TestPayloadChars: a byte outside the alphabet is found wherever it is,
+// in the eight-byte steps or the tail.
+func TestPayloadChars(t *testing.T) {
+	for n := range 20 {
+		p := []byte(strings.Repeat("A", n))
+		if !payloadChars(p) {
+			t.Fatalf("%q refused", p)
+		}
+		for i := range n {
+			for _, c := range []byte{'"', '\\', '-', '_', 0, 0x80, 0xFF, '\n'} {
+				q := bytes.Clone(p)
+				q[i] = c
+				if payloadChars(q) {
+					t.Fatalf("%q taken", q)
+				}
+			}
+		}
+	}
+	if !payloadChars([]byte("azAZ09+/=")) {
+		t.Fatal("the alphabet refused")
+	}
 }
