@@ -89,6 +89,22 @@ func BenchmarkCallerMedia(b *testing.B) {
 	}
 }
 
+// BenchmarkCallerMediaPublish is one caller media message once read,
+// published on .in (CALLER_AUDIO=on, 20 ms batches) to an in-process NATS
+// server over loopback, with the VAD: what a call someone listens to costs
+// the edge per frame, short of the socket. nats.go encodes the two headers
+// anew for every message (its only allocations here, with the header values).
+func BenchmarkCallerMediaPublish(b *testing.B) {
+	c, msg := benchCaller(b, true)
+	c.always = true
+	c.subject = bus.StreamIn(c.ss.sid)
+	c.ss.srv.nc = connect(b, runNATS(b))
+	b.ReportAllocs()
+	for b.Loop() {
+		c.take(msg)
+	}
+}
+
 func TestCallerMediaAllocs(t *testing.T) {
 	c, msg := benchCaller(t, true)
 	if n := testing.AllocsPerRun(100, func() { c.take(msg) }); n != 0 {

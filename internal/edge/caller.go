@@ -136,6 +136,8 @@ type callerAudio struct {
 	max    int                 // batch size, bytes
 	readAt time.Time           // when the message was read (callerReadHook only)
 	out    nats.Msg
+	// The values of out's Callcast-Seq and Callcast-Timestamp headers.
+	seqHdr, tsHdr []string
 }
 
 // startCaller sets up the call's caller audio and subscribes to its listen
@@ -279,10 +281,11 @@ func (c *callerAudio) flush() {
 	}
 	m := c.ss.srv.metrics.caller
 	if c.out.Header == nil { // on first use: most calls never publish
-		c.out = nats.Msg{Subject: c.subject, Header: nats.Header{bus.HeaderSeq: {""}, bus.HeaderTimestamp: {""}}}
+		c.seqHdr, c.tsHdr = []string{""}, []string{""}
+		c.out = nats.Msg{Subject: c.subject, Header: nats.Header{bus.HeaderSeq: c.seqHdr, bus.HeaderTimestamp: c.tsHdr}}
 	}
-	c.out.Header[bus.HeaderSeq][0] = strconv.FormatInt(c.first.Chunk, 10)
-	c.out.Header[bus.HeaderTimestamp][0] = strconv.FormatInt(c.first.Timestamp, 10)
+	c.seqHdr[0] = strconv.FormatInt(c.first.Chunk, 10) // the header's own values: no map lookups
+	c.tsHdr[0] = strconv.FormatInt(c.first.Timestamp, 10)
 	c.out.Data = c.batch
 	if err := c.ss.srv.nc.PublishMsg(&c.out); err != nil { // copies the data
 		m.dropped.WithLabelValues("publish").Add(float64((len(c.batch) + frameBytes - 1) / frameBytes))

@@ -24,12 +24,12 @@ import (
 	"github.com/callcast/callcast/internal/twilio"
 )
 
-func runNATS(t *testing.T) string {
+func runNATS(t testing.TB) string {
 	t.Helper()
 	return calltest.NATS(t, bus.ServerOptions{}).ClientURL()
 }
 
-func connect(t *testing.T, url string) *nats.Conn {
+func connect(t testing.TB, url string) *nats.Conn {
 	t.Helper()
 	nc, err := bus.Connect(bus.ConnOptions{URL: url})
 	if err != nil {
