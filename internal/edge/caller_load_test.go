@@ -25,6 +25,9 @@ import (
 // "Twilio frame read by the edge → message delivered" names.
 //
 //	CALLCAST_CALLER_LOAD=500 go test -count=1 -run TestCallerAudioLoad -v ./internal/edge
+//
+// With CALLCAST_CALLER_LOAD_MAX_P99 (5ms, say) it fails when the edge's
+// read → subscriber p99 is over it.
 func TestCallerAudioLoad(t *testing.T) {
 	calls, _ := strconv.Atoi(os.Getenv("CALLCAST_CALLER_LOAD"))
 	if calls <= 0 {
@@ -77,6 +80,17 @@ func TestCallerAudioLoad(t *testing.T) {
 		toRead.pct(50), toRead.pct(95), toRead.pct(99), toRead.pct(100))
 	t.Logf("the edge's read → a subscriber of .in:    p50 %v  p95 %v  p99 %v  max %v  (%d messages)",
 		pct(50), pct(95), pct(99), l[len(l)-1].Round(10*time.Microsecond), len(l))
+	if v := os.Getenv("CALLCAST_CALLER_LOAD_MAX_P99"); v != "" {
+		limit, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if p99 := pct(99); p99 > limit {
+				t.Errorf("the edge's read → a subscriber of .in: p99 %v, want ≤ %v", p99, limit)
+			}
+		}()
+	}
 	t.Logf("this process (edge, NATS server, callers, listener): CPU %v over %v (%.0f%% of one core); %d GCs, %v of stop-the-world pauses",
 		cpu.Round(time.Millisecond), rep.Elapsed.Round(time.Millisecond), 100*cpu.Seconds()/rep.Elapsed.Seconds(),
 		ms1.NumGC-ms0.NumGC, time.Duration(ms1.PauseTotalNs-ms0.PauseTotalNs))
