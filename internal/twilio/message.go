@@ -281,7 +281,10 @@ func appendJSONString(dst []byte, s string) []byte {
 
 // CheckPayload reports whether payload is non-empty, valid, padded standard
 // base64, as Twilio expects. It does not allocate.
-func CheckPayload(payload string) error {
+func CheckPayload(payload string) error { return checkPayload(payload) }
+
+// checkPayload is CheckPayload for a string or bytes.
+func checkPayload[T string | []byte](payload T) error {
 	n := len(payload)
 	if n == 0 {
 		return fmt.Errorf("%w: media.payload", ErrMissingField)
@@ -290,9 +293,11 @@ func CheckPayload(payload string) error {
 		return fmt.Errorf("%w: media.payload is not padded base64", ErrBadField)
 	}
 	body := payload[:n-2]
-	for i := 0; i < len(body); i++ {
-		if !isBase64[body[i]] {
-			return fmt.Errorf("%w: media.payload is not standard base64 (byte %d)", ErrBadField, i)
+	if !base64Chars(body) {
+		for i := 0; i < len(body); i++ {
+			if !isBase64[body[i]] {
+				return fmt.Errorf("%w: media.payload is not standard base64 (byte %d)", ErrBadField, i)
+			}
 		}
 	}
 	// The last two may be padding: "x=" or "==".
@@ -303,6 +308,33 @@ func CheckPayload(payload string) error {
 		return fmt.Errorf("%w: media.payload is not standard base64 (byte %d)", ErrBadField, n-1)
 	}
 	return nil
+}
+
+// notBase64 is 1 for the bytes outside standard base64's alphabet (padding
+// included), 0 for those in it.
+var notBase64 = func() (t [256]byte) {
+	for c := range t {
+		if !isBase64[c] {
+			t[c] = 1
+		}
+	}
+	return t
+}()
+
+// base64Chars reports whether p holds only standard base64's alphabet, no
+// padding, eight bytes a step without a branch per byte: a worker's 200 ms
+// media message carries 2136 of them.
+func base64Chars[T string | []byte](p T) bool {
+	var bad byte
+	for len(p) >= 8 {
+		bad |= notBase64[p[0]] | notBase64[p[1]] | notBase64[p[2]] | notBase64[p[3]] |
+			notBase64[p[4]] | notBase64[p[5]] | notBase64[p[6]] | notBase64[p[7]]
+		p = p[8:]
+	}
+	for i := 0; i < len(p); i++ {
+		bad |= notBase64[p[i]]
+	}
+	return bad == 0
 }
 
 // PayloadLen is the number of μ-law bytes in a payload CheckPayload
@@ -403,7 +435,7 @@ func parseCanonical(data []byte) *Outbound {
 			return nil
 		}
 		payload, ok := bytes.CutSuffix(rest, []byte(`"}}`))
-		if !ok || CheckPayload(string(payload)) != nil {
+		if !ok || checkPayload(payload) != nil {
 			return nil
 		}
 		o := &Outbound{Event: EventMedia, StreamSid: string(sid)}

@@ -35,7 +35,7 @@ func TestSignPublishedVector(t *testing.T) {
 // that decode as padded standard base64 (without the line breaks Go's
 // decoder skips).
 func FuzzCheckPayload(f *testing.F) {
-	for _, s := range []string{"", "AA==", "AAA=", "AAAA", "A===", "=AAA", "AA=A", "-_8=", "//7+", "AB=="} {
+	for _, s := range []string{"", "AA==", "AAA=", "AAAA", "A===", "=AAA", "AA=A", "-_8=", "//7+", "AB==", "AAAAAAAA-AAAAAA=", "AAAAAAAAAAAAA\nA=", "AAAAAAAAAAAA//7+", "AAAAAAAAAAAA\"AAA"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
