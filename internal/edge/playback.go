@@ -425,10 +425,18 @@ func (c *controller) onEcho(name string) {
 		}
 	}
 	next := c.advanceLocked() // one held behind interruptible audio (bargein.go)
+	edge := c.sending != nil && c.sending.edgePlayed()
 	c.mu.Unlock()
 	c.publish(evs)
-	c.dispatch(next)
-	c.wake()
+	if next != nil && !next.edgePlayed() {
+		c.dispatch(next)
+	}
+	if edge {
+		// The echo makes room for what the edge plays: the reader sends it
+		// on at once, rather than waking the pacer to (one goroutine
+		// hand-off fewer, five times a second per call).
+		c.pump()
+	}
 }
 
 // advanceLocked makes the next queued playback the sending one, if none is.
