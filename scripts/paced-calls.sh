@@ -7,6 +7,7 @@
 #
 #   scripts/paced-calls.sh                          # 1000 calls, 100 a second, 60 s each
 #   CALLS=500 DURATION=30s scripts/paced-calls.sh
+#   EDGE_CACHE_BYTES=0 scripts/paced-calls.sh      # every call rendered by the worker
 #
 # Needs ffmpeg to make the 75 s prompt from audio/sample.mp3.
 set -euo pipefail
@@ -37,8 +38,11 @@ pids+=($!)
 wait_ok http://127.0.0.1:18398/readyz
 wait_ok http://127.0.0.1:19398/readyz
 
-# One call first, so that the prompt is transcoded and cached before the load.
-"$tmp/bin/callsim" -url ws://127.0.0.1:18398/media-stream -param audio=long.mp3 -speed 10 -duration 2s -quiet 0 >/dev/null
+# One call first, at ten times real time, so that the prompt is transcoded
+# and cached before the load: by the worker, and, once the call has heard
+# it whole, by the edge, which then plays it to every call itself
+# (EDGE_CACHE_BYTES=0: no edge cache, every call rendered by the worker).
+"$tmp/bin/callsim" -url ws://127.0.0.1:18398/media-stream -param audio=long.mp3 -speed 10 -duration 10s -quiet 0 >/dev/null
 echo "$CALLS calls, $RATE a second, $DURATION each; $(nproc) cores; processes: edge, worker, nats-server (pid $nats)"
 "$tmp/bin/callsim" -url ws://127.0.0.1:18398/media-stream -calls "$CALLS" -rate "$RATE" -duration "$DURATION" -quiet 0 \
 	-param audio=long.mp3 -metrics http://127.0.0.1:18398/metrics -metrics http://127.0.0.1:19398/metrics -pid "$nats"
