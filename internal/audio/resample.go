@@ -467,10 +467,12 @@ type resampler struct {
 	carryAt int64
 	scratch []float32
 
-	// The split form's input, buf from pos dealt into m sequences
-	// (comp[j][v] = buf[pos+j+m·v]), and its sums.
-	comp [maxSplit][]float32
-	sum  []float32
+	// The split form's input: buf dealt into m sequences, comp[j][v] =
+	// buf[cbase+j+m·v], as far as buf[cfill-1] (cbase may be negative:
+	// the sequences keep what buf has dropped), and its sums.
+	comp         [maxSplit][]float32
+	cbase, cfill int
+	sum          []float32
 }
 
 // segmentSource delivers a segment of the source: lead zeros, the
@@ -610,6 +612,10 @@ func (r *resampler) begin(rate int, begun float64) {
 	}
 	r.buf = r.buf[:hist]
 	clear(r.buf)
+	r.cbase, r.cfill = 0, 0
+	for j := range r.comp {
+		r.comp[j] = r.comp[j][:0]
+	}
 	// r.out is δ output samples after the first input: δ·M/L polyphase
 	// inputs, in steps of 1/unit.
 	q := int64(math.Round(delta * float64(b.m) * float64(k)))
@@ -627,6 +633,7 @@ func (r *resampler) fill(need, want int) {
 		if r.pos > 0 && cap(r.buf)-r.pos < want {
 			n := copy(r.buf, r.buf[r.pos:])
 			r.buf = r.buf[:n]
+			r.shiftComps()
 			r.pos = 0
 		}
 		if r.done {
@@ -902,22 +909,25 @@ func (r *resampler) splitFilter(dst []float32) {
 	l, m := b.l, b.m
 	n := len(dst)
 	lanes := ((n+l-1)/l + 7) &^ 7 // outputs per phase, rounded up to a block
-	// Every sequence from its start: the largest offset of a window is
-	// (phase+(l-1)·m)/l + m-1 < 2m samples, under 2 in a sequence.
-	size := 2 + lanes + (b.taps+m-1)/m
+	// Deal what came since the last call.
+	in, j0 := r.buf[r.cfill:], (r.cfill-r.cbase)%m
+	for j := range min(m, len(in)) {
+		c := r.comp[(j0+j)%m]
+		for i := j; i < len(in); i += m {
+			c = append(c, in[i])
+		}
+		r.comp[(j0+j)%m] = c
+	}
+	r.cfill = len(r.buf)
+	// Room for the whole blocks: a window starts at most
+	// (phase+(l-1)·m)/l + m-1 < 2m samples after pos, under 2 more in a
+	// sequence. What lies past the input dealt is thrown away.
+	rel := r.pos - r.cbase
+	size := rel/m + 2 + lanes + (b.taps+m-1)/m
 	for j := range m {
-		c := r.comp[j]
-		if cap(c) < size {
-			c = make([]float32, size, 2*size)
+		if c := r.comp[j]; cap(c) < size {
+			r.comp[j] = append(make([]float32, 0, size+cap(r.buf)/m), c...)
 		}
-		c = c[:size]
-		in := r.buf[min(len(r.buf), r.pos+j):]
-		v := 0
-		for ; v < size && m*v < len(in); v++ {
-			c[v] = in[m*v]
-		}
-		clear(c[v:])
-		r.comp[j] = c
 	}
 	if cap(r.sum) < lanes {
 		r.sum = make([]float32, lanes, 2*lanes)
@@ -930,11 +940,28 @@ func (r *resampler) splitFilter(dst []float32) {
 		for j := range m {
 			taps := b.split[ph*m+j]
 			// Output a+l·i reads buf[pos+off+m·i+j+m·k] = comp[q][s+i+k].
-			q, s := (off+j)%m, (off+j)/m
+			q, s := (rel+off+j)%m, (rel+off+j)/m
 			firAdd(sum, r.comp[q][s:s+lanes+len(taps)-1], taps)
 		}
 		for i := 0; a+l*i < n; i++ {
 			dst[a+l*i] = sum[i]
 		}
 	}
+}
+
+// shiftComps follows buf dropping its first pos samples: the split form's
+// sequences drop what no window will read again.
+func (r *resampler) shiftComps() {
+	if r.bank == nil || r.bank.split == nil {
+		return
+	}
+	m := r.bank.m
+	drop := max(0, (r.pos-r.cbase)/m)
+	for j := range m {
+		c := r.comp[j]
+		d := min(drop, len(c))
+		r.comp[j] = c[:copy(c, c[d:])]
+	}
+	r.cbase += m*drop - r.pos
+	r.cfill = max(0, r.cfill-r.pos)
 }

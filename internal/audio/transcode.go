@@ -122,8 +122,14 @@ func (t *Transcoder) Read(p []byte) (int, error) {
 func encodeBlock(dst []byte, src []float32) {
 	dst = dst[:len(src)]
 	for i, v := range src {
-		v = min(max(v, -32768), 32767)
+		// Plain comparisons: min and max order NaNs and zeros, and cost.
+		if v < -32768 {
+			v = -32768
+		}
+		if v > 32767 {
+			v = 32767
+		}
 		s := int32(v+32768.5) - 32768
-		dst[i] = mulawEncTable[uint16(int16(s))>>2]
+		dst[i] = mulawEncTable[uint16(s)>>2]
 	}
 }

@@ -224,8 +224,10 @@ func (w *wavReader) readMono(dst []float32) (_ int, err error) {
 			dst[i] = float32(s) * scale
 		}
 	} else if ch == 1 {
-		for i := range frames {
-			dst[i] = float32(int16(binary.LittleEndian.Uint16(raw[2*i:])))
+		b, d := raw[:2*frames], dst[:frames]
+		for i := range d {
+			s := b[2*i : 2*i+2 : 2*i+2]
+			d[i] = float32(int16(uint16(s[0]) | uint16(s[1])<<8))
 		}
 	} else if ch == 2 {
 		for i := range frames {
