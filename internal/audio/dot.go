@@ -110,3 +110,22 @@ func firAddGo(dst, x, c []float32) {
 		dst[t] = a
 	}
 }
+
+// firAdd2 is firAdd(dst, x, c) and firAdd(dst2, x2, c2), for filters of
+// the same length and runs of the same length, computed together: the
+// same bits, with twice the independent sums in flight.
+func firAdd2(dst, x, c, dst2, x2, c2 []float32) {
+	if len(dst) == 0 || len(c) == 0 {
+		return
+	}
+	_ = x[len(dst)+len(c)-2]
+	_ = x2[len(dst)+len(c)-2]
+	_ = dst2[len(dst)-1]
+	_ = c2[len(c)-1]
+	if useAVX2 {
+		split2AVX2(&dst[0], &x[0], &c[0], &dst2[0], &x2[0], &c2[0], len(dst), len(c))
+		return
+	}
+	firAddGo(dst, x, c)
+	firAddGo(dst2, x2, c2)
+}

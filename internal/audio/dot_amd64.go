@@ -25,3 +25,8 @@ func firAVX2(dst, x, c *float32, n, taps int)
 //
 //go:noescape
 func splitAVX2(dst, x, c *float32, n, taps int)
+
+// split2AVX2 is splitAVX2 on two filters of the same length at once.
+//
+//go:noescape
+func split2AVX2(dst, x, c, dst2, x2, c2 *float32, n, taps int)

@@ -3,6 +3,7 @@ package audio
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -161,6 +162,35 @@ func TestFirAdd(t *testing.T) {
 							t.Fatalf("%d taps: output %d is %v in a run of %d, %v in one of %d", taps, i+8, dst[i+8], n, part[i], n-8)
 						}
 					}
+				}
+			}
+		}
+	}
+}
+
+// TestFirAdd2: two filters run together give the bits each gives alone.
+func TestFirAdd2(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	back := make([]float32, 2048)
+	for i := range back {
+		back[i] = float32(rng.NormFloat64() * 10000)
+	}
+	for _, taps := range []int{1, 5, 93, 94} {
+		for n := 8; n <= 136; n += 8 {
+			for off := range 3 {
+				c, c2 := back[off:off+taps], back[100+off:100+off+taps]
+				x, x2 := back[300+off:300+off+n+taps-1], back[700+2*off:700+2*off+n+taps-1]
+				want, want2 := make([]float32, n), make([]float32, n)
+				got, got2 := make([]float32, n), make([]float32, n)
+				for i := range n {
+					want[i], want2[i] = float32(i), float32(-i)
+					got[i], got2[i] = float32(i), float32(-i)
+				}
+				firAdd(want, x, c)
+				firAdd(want2, x2, c2)
+				firAdd2(got, x, c, got2, x2, c2)
+				if !slices.Equal(got, want) || !slices.Equal(got2, want2) {
+					t.Fatalf("%d taps, %d outputs: firAdd2 differs from firAdd", taps, n)
 				}
 			}
 		}

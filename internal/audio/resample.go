@@ -929,10 +929,32 @@ func (r *resampler) splitFilter(dst []float32) {
 			r.comp[j] = append(make([]float32, 0, size+cap(r.buf)/m), c...)
 		}
 	}
-	if cap(r.sum) < lanes {
-		r.sum = make([]float32, lanes, 2*lanes)
+	if cap(r.sum) < 2*lanes {
+		r.sum = make([]float32, 2*lanes, 4*lanes)
 	}
 	sum := r.sum[:lanes]
+	if l == 2 && n >= 2 {
+		// Both phases together: twice the sums in flight.
+		sum2 := r.sum[lanes : 2*lanes]
+		clear(sum)
+		clear(sum2)
+		t0, t1 := r.phase, r.phase+m
+		ph0, off0, ph1, off1 := t0%l, t0/l, t1%l, t1/l
+		for j := range m {
+			taps0, taps1 := b.split[ph0*m+j], b.split[ph1*m+j]
+			q0, s0 := (rel+off0+j)%m, (rel+off0+j)/m
+			q1, s1 := (rel+off1+j)%m, (rel+off1+j)/m
+			firAdd2(sum, r.comp[q0][s0:s0+lanes+len(taps0)-1], taps0,
+				sum2, r.comp[q1][s1:s1+lanes+len(taps1)-1], taps1)
+		}
+		for i := 0; 2*i < n; i++ {
+			dst[2*i] = sum[i]
+		}
+		for i := 0; 2*i+1 < n; i++ {
+			dst[2*i+1] = sum2[i]
+		}
+		return
+	}
 	for a := range min(l, n) {
 		t := r.phase + a*m
 		ph, off := t%l, t/l // output a's phase and window, from pos
