@@ -910,15 +910,7 @@ func (r *resampler) splitFilter(dst []float32) {
 	n := len(dst)
 	lanes := ((n+l-1)/l + 7) &^ 7 // outputs per phase, rounded up to a block
 	// Deal what came since the last call.
-	in, j0 := r.buf[r.cfill:], (r.cfill-r.cbase)%m
-	for j := range min(m, len(in)) {
-		c := r.comp[(j0+j)%m]
-		for i := j; i < len(in); i += m {
-			c = append(c, in[i])
-		}
-		r.comp[(j0+j)%m] = c
-	}
-	r.cfill = len(r.buf)
+	r.deal()
 	// Room for the whole blocks: a window starts at most
 	// (phase+(l-1)·m)/l + m-1 < 2m samples after pos, under 2 more in a
 	// sequence. What lies past the input dealt is thrown away.
@@ -986,4 +978,51 @@ func (r *resampler) shiftComps() {
 	}
 	r.cbase += m*drop - r.pos
 	r.cfill = max(0, r.cfill-r.pos)
+}
+
+// deal appends the samples buf got since the last call to the split
+// form's sequences.
+func (r *resampler) deal() {
+	m := r.bank.m
+	in := r.buf[r.cfill:]
+	r.cfill = len(r.buf)
+	// One at a time up to a whole group, which starts with sequence 0.
+	j := (r.cfill - len(in) - r.cbase) % m
+	for ; j != 0 && len(in) > 0; j = (j + 1) % m {
+		r.comp[j] = append(r.comp[j], in[0])
+		in = in[1:]
+	}
+	g := len(in) / m
+	var d [maxSplit][]float32
+	for j := range m {
+		c := r.comp[j]
+		if cap(c)-len(c) < g+1 {
+			c = append(make([]float32, 0, 2*(len(c)+g+1)+cap(r.buf)/m), c...)
+		}
+		r.comp[j] = c[:len(c)+g]
+		d[j] = r.comp[j][len(c):]
+	}
+	switch m {
+	case 2:
+		d0, d1 := d[0], d[1][:len(d[0])]
+		for v := range d0 {
+			p := in[2*v : 2*v+2 : 2*v+2]
+			d0[v], d1[v] = p[0], p[1]
+		}
+	case 3:
+		d0, d1, d2 := d[0], d[1][:len(d[0])], d[2][:len(d[0])]
+		for v := range d0 {
+			p := in[3*v : 3*v+3 : 3*v+3]
+			d0[v], d1[v], d2[v] = p[0], p[1], p[2]
+		}
+	default:
+		for j := range m {
+			for v := range d[j] {
+				d[j][v] = in[m*v+j]
+			}
+		}
+	}
+	for j, v := range in[m*g:] {
+		r.comp[j] = append(r.comp[j], v)
+	}
 }
