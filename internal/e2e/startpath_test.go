@@ -6,9 +6,11 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callcast/callcast/internal/bus"
@@ -141,8 +143,33 @@ func TestStartFastPathPlaysWhatWorkersPlay(t *testing.T) {
 	if got := s.metric(t, "callcast_edge_audio_cache_fills_total"); got != 1 {
 		t.Fatalf("cache fills %v after the first call, want 1", got)
 	}
+	// The stream's start is announced before its playback starts, though
+	// the edge sends the cached audio first.
+	var order []string
+	var mu sync.Mutex
+	sub, err := s.nc.Subscribe("callcast.stream.>", func(m *nats.Msg) {
+		mu.Lock()
+		defer mu.Unlock()
+		if m.Subject == bus.SubjectStreamStarted {
+			order = append(order, "stream.started")
+		} else if ev, err := bus.DecodeEvent(m.Data); err == nil && ev.Event == bus.EventPlaybackStarted {
+			order = append(order, ev.Event)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := s.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	second := s.dial(t, "", 8)
 	evs2, marks2 := second.finished(t)
+	mu.Lock()
+	if !slices.Equal(order, []string{"stream.started", bus.EventPlaybackStarted}) {
+		t.Errorf("announced %v, want the stream's start, then its playback's", order)
+	}
+	mu.Unlock()
 	if h, m := s.metric(t, "callcast_edge_audio_cache_hits_total"), s.metric(t, "callcast_edge_audio_cache_misses_total"); h != 1 || m != 1 {
 		t.Errorf("cache hits %v, misses %v; want 1 and 1", h, m)
 	}

@@ -87,7 +87,11 @@ func (c *controller) pump() {
 				m.relayedMark.Inc()
 			}
 		}
-		c.publish(st.evs)
+		if c.holding {
+			c.held = append(c.held, st.evs...)
+		} else {
+			c.publish(st.evs)
+		}
 		if st.closeSrc != nil {
 			st.closeSrc.close()
 		}

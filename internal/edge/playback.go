@@ -88,6 +88,8 @@ type controller struct {
 	kick     chan struct{} // pokes the pacer
 	tick     *time.Timer   // pokes the pacer when .out has been quiet long enough
 	implicit *item         // producer media on .out being sent, until its last mark
+	holding  bool          // the pacer's events wait in held (holdEvents); guarded by sendMu
+	held     []bus.Event
 
 	// The pacer's wall-clock estimate of Twilio's buffer while it sends
 	// wallFor: wallLevel bytes at wallAt, draining in real time.
@@ -111,6 +113,7 @@ func newController(ss *session) *controller {
 // close ends every playback (reason: stop, shutdown…) and waits for the
 // controller's goroutines.
 func (c *controller) close(reason string) {
+	c.releaseEvents()
 	c.mu.Lock()
 	evs := c.interruptLocked(reason)
 	c.closed = true
@@ -212,20 +215,27 @@ func (c *controller) fromCache(it *item) {
 	}
 }
 
-// queueOwn queues the call's own audio, name, at start: from the edge's
-// cache, else by a worker.
-func (c *controller) queueOwn(name string) {
+// ownItem returns the playback of the call's own audio, name: one the
+// edge plays from its cache when it holds the audio. For a name no library
+// could hold it returns nil and the playback.failed a worker would have
+// caused.
+func (c *controller) ownItem(name string) (*item, []bus.Event) {
 	it := &item{id: nuid.Next(), audio: name, end: -1}
 	if err := bus.CheckAudioName(name); err != nil {
-		// What a worker answers for a name no library holds.
 		c.mu.Lock()
 		ev := c.event(bus.EventPlaybackFailed, it, "")
 		c.mu.Unlock()
 		ev.Error = &bus.Error{Code: bus.CodeUnknownAudio, Message: err.Error(), Audio: name}
-		c.publish([]bus.Event{ev})
-		return
+		return nil, []bus.Event{ev}
 	}
 	c.fromCache(it)
+	return it, nil
+}
+
+// queueOwn queues the call's own audio at start. When the edge plays it,
+// its first lead goes to the writer from here, the reader's goroutine,
+// rather than after waking the pacer's.
+func (c *controller) queueOwn(it *item) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -236,12 +246,29 @@ func (c *controller) queueOwn(name string) {
 	next := c.advanceLocked()
 	c.mu.Unlock()
 	if next != nil && next.edgePlayed() {
-		// Cached: its first lead goes to the writer from here, the
-		// reader's goroutine, rather than after waking the pacer's.
 		c.pump()
 		return
 	}
 	c.dispatch(next)
+}
+
+// holdEvents keeps the events the pacer would publish until releaseEvents:
+// a playback sent before the stream's start is announced is announced
+// after it.
+func (c *controller) holdEvents() {
+	c.sendMu.Lock()
+	c.holding = true
+	c.sendMu.Unlock()
+}
+
+// releaseEvents publishes the events held since holdEvents, and stops
+// holding them.
+func (c *controller) releaseEvents() {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	evs := c.held
+	c.holding, c.held = false, nil
+	c.publish(evs)
 }
 
 // openStream subscribes a streamed playback's source to its audio subject

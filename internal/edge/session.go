@@ -265,6 +265,8 @@ func (ss *session) readError(err error) (string, error) {
 }
 
 // start subscribes to the stream's out subject, then announces the stream.
+// The call's own audio, when the edge queues it, is queued before the
+// announcement when the edge plays it from its cache, else after.
 func (ss *session) start(msg *twilio.Message) error {
 	st := msg.Start
 	sid := msg.StreamSid
@@ -275,6 +277,22 @@ func (ss *session) start(msg *twilio.Message) error {
 	ss.sid, ss.callSid, ss.startedAt = sid, st.CallSid, time.Now()
 	ss.events = bus.StreamEvents(sid)
 	ss.log = ss.log.With("stream_sid", sid, "call_sid", st.CallSid)
+	ss.ctl = newController(ss)
+	own, byEdge := ss.ownAudio(st.CustomParameters)
+	var (
+		it     *item
+		failed []bus.Event
+	)
+	if own != "" {
+		it, failed = ss.ctl.ownItem(own)
+	}
+	if it != nil && it.edgePlayed() {
+		// From the edge's cache: its first lead goes to the writer before
+		// anything else is done; its events wait for the start to be
+		// announced.
+		ss.ctl.holdEvents()
+		ss.ctl.queueOwn(it)
+	}
 	sub, err := ss.srv.nc.Subscribe(bus.StreamOut(sid), ss.relay)
 	if err != nil {
 		return fmt.Errorf("edge: subscribe %s: %w", bus.StreamOut(sid), err)
@@ -284,14 +302,12 @@ func (ss *session) start(msg *twilio.Message) error {
 	// that cannot keep up is closed (see lagMeter), not buffered for.
 	_ = sub.SetPendingLimits(-1, pendingLimit(ss.srv.cfg.Lead))
 	ss.sub = sub
-	ss.ctl = newController(ss)
 	if ss.playSub, err = ss.srv.nc.ChanSubscribe(bus.StreamPlay(sid), ss.srv.playRequests()); err != nil {
 		return fmt.Errorf("edge: subscribe %s: %w", bus.StreamPlay(sid), err)
 	}
 	if err := ss.startCaller(st); err != nil {
 		return err
 	}
-	own, byEdge := ss.ownAudio(st.CustomParameters)
 	started := bus.StreamStarted{
 		Type:             bus.TypeStreamStarted,
 		StreamSid:        sid,
@@ -310,9 +326,11 @@ func (ss *session) start(msg *twilio.Message) error {
 	if err := ss.srv.nc.Publish(bus.SubjectStreamStarted, data); err != nil {
 		return fmt.Errorf("edge: publish start: %w", err)
 	}
-	if own != "" {
-		// After the start is published: its playback.started follows it.
-		ss.ctl.queueOwn(own)
+	// After the start is published: its playback.* events follow it.
+	ss.ctl.releaseEvents()
+	ss.ctl.publish(failed)
+	if it != nil && !it.edgePlayed() {
+		ss.ctl.queueOwn(it) // to a worker, now that its frames reach the edge
 	}
 	ss.srv.addCall(ss, callOf(sid, st.CallSid, st.AccountSid, st.CustomParameters, ss.startedAt))
 	ss.srv.metrics.streams.Inc()
