@@ -479,7 +479,7 @@ func (c *Call) writer(seq int) {
 		src   = c.cfg.CallerAudio
 		frame = make([]byte, FrameBytes)
 		chunk int    // the last caller frame's number
-		buf   []byte // the message being written
+		buf   []byte // the media message being written, reused
 	)
 	for {
 		var m outMsg
@@ -520,11 +520,15 @@ func (c *Call) writer(seq int) {
 			return
 		}
 		seq++
-		var event string
+		var (
+			event string
+			msg   []byte
+		)
 		switch m.kind {
 		case outMedia:
 			event = twilio.EventMedia
 			buf = appendCallerMedia(buf[:0], seq, c.sid, m.chunk, m.timestamp, m.payload)
+			msg = buf
 		default:
 			w := twilio.Message{SequenceNumber: strconv.Itoa(seq), StreamSid: c.sid}
 			switch m.kind {
@@ -540,7 +544,7 @@ func (c *Call) writer(seq int) {
 			}
 			event = w.Event
 			var err error
-			if buf, err = json.Marshal(w); err != nil {
+			if msg, err = json.Marshal(w); err != nil {
 				c.fail(fmt.Errorf("callsim: encode %s: %w", event, err))
 				return
 			}
@@ -557,7 +561,7 @@ func (c *Call) writer(seq int) {
 			c.broadcast()
 		}
 		c.mu.Unlock()
-		if err := c.write(buf); err != nil {
+		if err := c.write(msg); err != nil {
 			c.fail(fmt.Errorf("callsim: send %s: %w", event, err))
 			return
 		}
