@@ -179,6 +179,16 @@ func FuzzDecoders(f *testing.F) {
 		}
 		ParsePlaybackMark(string(data))
 
+		// A mark name Twilio echoes is written as encoding/json writes it.
+		at := time.Date(2026, 11, 27, 9, 30, 1, len(data), time.UTC)
+		ev := NewEvent("MZ1", EventMark)
+		ev.Time, ev.Mark = at, &twilio.Mark{Name: string(data)}
+		if want, err := json.Marshal(ev); err == nil {
+			if got := AppendMarkEvent(nil, "MZ1", at, string(data)); string(got) != string(want) {
+				t.Fatalf("AppendMarkEvent(%q) = %s, want %s", data, got, want)
+			}
+		}
+
 		// The fast paths agree with encoding/json on everything they take.
 		if fast, err := DecodeOut(data); err == nil {
 			if full, err := decodeOut(data); err != nil || !reflect.DeepEqual(fast, full) {
