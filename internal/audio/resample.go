@@ -811,23 +811,28 @@ func (r *resampler) pass(dst []float32) int {
 }
 
 // filter produces outputs of the current segment through the polyphase
-// stage, up to len(dst) or the segment's end. Every output whose input is
-// in is computed before the stage is asked for more, so that an output
-// waits for no input beyond its own window.
+// stage, up to len(dst) or the segment's end. It reads the input the
+// outputs of dst need, and no more: dst is done as soon as the last of
+// its windows is in, never waiting for a block of input beyond it.
 func (r *resampler) filter(dst []float32) int {
 	b := r.bank
 	taps := b.taps
 	step := r.whole*r.unit + r.frac // phase units per output
 	n := 0
 	for n < len(dst) && r.room(1) > 0 {
-		run := r.ready(len(dst) - n)
-		if run == 0 {
-			// The input for the rest of dst, from pos.
+		rest := len(dst) - n
+		run := r.ready(rest)
+		if run < rest && (!r.done || run == 0) {
+			// Read what the rest of dst needs first (as much as the
+			// buffer holds): the caller waits for all of dst anyway, and
+			// one long run costs less than many short ones.
 			w := r.window()
-			want := w + int((int64(r.phase)+int64(len(dst)-n)*int64(step))/int64(r.unit))
-			r.fill(w, want)
+			need := w + int((int64(r.phase)+int64(rest-1)*int64(step))/int64(r.unit))
+			r.fill(min(need, cap(r.buf)), need+1)
 			r.checkCut()
-			continue
+			if run = r.ready(rest); run == 0 {
+				continue
+			}
 		}
 		run = r.room(run)
 		if b.split != nil && b.phases == r.unit {
