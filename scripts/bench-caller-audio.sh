@@ -28,7 +28,7 @@ while [ $# -ge 2 ]; do
 	env NATS_URL=nats://127.0.0.1:$((P + 222)) AUDIO_DIR=$cc/audio WORKER_HTTP_ADDR=127.0.0.1:$((P + 90)) LOG_LEVEL=warn $cc/worker >$cc/worker.log 2>&1 &
 	worker=$!
 	sleep 2
-	echo "== $bin $env"
+	echo "== $bin $env (load average $(cut -d' ' -f1-3 /proc/loadavg))"
 	/usr/bin/time -f "callsim cpu: %U s user + %S s system" -o $cc/callsim.time \
 		${CALLSIM:-$cc/callsim} -url ws://127.0.0.1:$((P + 81))/media-stream -calls "$CALLS" -rate 100 -duration "$D" -quiet 0 \
 		-param "${PARAM:-audio=long.wav}" -metrics http://127.0.0.1:$((P + 81))/metrics -pid $ns -pid $worker ${EXTRA:-} 2>/dev/null | grep -E "calls|underruns|process|caller" || true
