@@ -79,10 +79,14 @@ func TestConnectedStartAndCallerMedia(t *testing.T) {
 	}
 
 	// Caller media: 160 bytes of silence every 20 ms, counted from 2 in
-	// the shared sequence and from 1 per chunk.
+	// the shared sequence and from 1 per chunk. A frame whose time passed
+	// while the writer waited for a core (a loaded machine) is dropped,
+	// as Twilio drops what it cannot send: its chunk is skipped, not its
+	// sequence number, and Stats counts it.
 	const n = 26
 	var first, last frame
 	prevTS := -1
+	chunk := 0
 	for i := 1; i <= n; i++ {
 		f := p.expect(t, twilio.EventMedia)
 		m := keys(t, f.data)
@@ -100,12 +104,14 @@ func TestConnectedStartAndCallerMedia(t *testing.T) {
 				t.Errorf("media.%s is not a string: %s", k, f.data)
 			}
 		}
-		if media["track"] != "inbound" || media["chunk"] != strconv.Itoa(i) || m["sequenceNumber"] != strconv.Itoa(i+1) {
-			t.Errorf("media %d: %s", i, f.data)
+		got, err := strconv.Atoi(f.msg.Media.Chunk)
+		if media["track"] != "inbound" || err != nil || got <= chunk || m["sequenceNumber"] != strconv.Itoa(i+1) {
+			t.Errorf("media %d after chunk %d: %s", i, chunk, f.data)
 		}
+		chunk = got
 		ts, err := strconv.Atoi(f.msg.Media.Timestamp)
-		if err != nil || ts < prevTS {
-			t.Errorf("media %d timestamp %q after %d", i, f.msg.Media.Timestamp, prevTS)
+		if err != nil || ts < prevTS || ts != (chunk-1)*20 {
+			t.Errorf("media %d (chunk %d) timestamp %q after %d", i, chunk, f.msg.Media.Timestamp, prevTS)
 		}
 		prevTS = ts
 		payload, err := base64.StdEncoding.DecodeString(f.msg.Media.Payload)
@@ -130,8 +136,8 @@ func TestConnectedStartAndCallerMedia(t *testing.T) {
 		t.Fatalf("Hangup: %v", err)
 	}
 	p.checkSeq(t)
-	if st := c.Stats(); st.CallerMedia < n || st.CallerDropped != 0 {
-		t.Errorf("stats %+v", st)
+	if st := c.Stats(); st.CallerMedia < n || st.CallerDropped < chunk-n {
+		t.Errorf("stats %+v: %d chunks in %d messages", st, chunk, n)
 	}
 }
 
