@@ -28,10 +28,10 @@ import (
 // Every filter is symmetric and centred, so output sample n is the signal
 // at time n/8000 s exactly, with no delay. All state (input history and
 // phase) lives in the stages, so a stream resampled in chunks of any size
-// gives the same samples as in one piece. A stage reads its source only
-// when its next output needs input it does not hold, and then takes what
-// the source has: on a live stream, an output comes out as soon as its
-// input window is in, never waiting for a block of input beyond it.
+// gives the same samples as in one piece. The stages read their sources
+// for what the outputs asked for need, and take what the source has: on a
+// live stream a read returns as soon as the input windows of all it asked
+// for are in, never waiting for a block of input beyond them.
 //
 // The source's rate may change mid-stream (concatenated MP3s): the source
 // returns a *rateChange error (mp3.go) after its last sample at the old
