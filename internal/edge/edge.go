@@ -263,6 +263,10 @@ func New(nc *nats.Conn, cfg Config) (*Server, error) {
 		_ = s.aliveSub.Unsubscribe()
 		return nil, err
 	}
+	// The server has both subscriptions before the edge serves: a request
+	// on callcast.calls made once it is up finds it. (Without the server,
+	// they are registered when the connection is.)
+	_ = nc.FlushTimeout(2 * time.Second)
 	if s.validator == nil {
 		s.log.Warn("TWILIO_AUTH_TOKEN is not set: webhook and media stream requests are NOT verified to come from Twilio; anyone who finds this edge can open streams")
 	}
