@@ -47,8 +47,10 @@ const (
 	// another order: a μ-law code may differ by one); 7, the polyphase
 	// stage at 12 and 16 kHz computed in split form, across outputs
 	// (sums in another order: a μ-law code may differ by one), and a
-	// sample split between two reads of a WAV source kept.
-	PipelineVersion = "7"
+	// sample split between two reads of a WAV source kept; 8, that
+	// kernel's taps summed in pairs eight apart (a μ-law code may differ
+	// by one).
+	PipelineVersion = "8"
 )
 
 // Errors returned by NewTranscoder and Transcoder.Read; they wrap the cause.
