@@ -68,12 +68,14 @@ func dotGo(c, x []float32) float32 {
 }
 
 // firAdd adds to dst[t] the inner product of c and x[t:t+len(c)], for
-// every t, summing in the order of the taps onto what dst holds: the
-// kernel of the resampler's split tables. len(dst) must be a multiple of
-// 8 and x must hold len(dst)+len(c)-1 samples. Every output is computed
-// by the same instructions wherever it falls in dst (with AVX2, fused
-// multiply-adds; in Go, what the compiler makes of a += c·x), so that a
-// stream cut anywhere gives the same bits.
+// every t, onto what dst holds: the kernel of the resampler's split
+// tables. len(dst) must be a multiple of 8 and x must hold
+// len(dst)+len(c)-1 samples. Every output is computed by the same
+// instructions wherever it falls in dst, so that a stream cut anywhere
+// gives the same bits: with AVX2, one chain of fused multiply-adds in the
+// order dot_amd64.s describes (taps in pairs eight apart); in Go, in the
+// order of the taps, with what the compiler makes of a += c·x. The two
+// differ in rounding, but a build uses one or the other for every output.
 func firAdd(dst, x, c []float32) {
 	if len(dst) == 0 || len(c) == 0 {
 		return
