@@ -540,9 +540,11 @@ var (
 		"producer": {"callcast.stream.*.events", "_INBOX.>", "callcast.stream.*.in"},
 	}
 	// authResponds are the users that answer requests (allow_responses)
-	// and how many replies each may send to one request: an edge answers
-	// callcast.calls in pages of at most 1000 calls.
-	authResponds = map[string]int{"edge": 16, "worker": 1}
+	// and how many replies each may send to one request, -1 for no count:
+	// an edge answers callcast.calls in pages of at most 1000 calls, and
+	// tells a worker's attempt to stop on the reply subject of its frames,
+	// every one of which NATS counts against that subject's replies.
+	authResponds = map[string]int{"edge": -1, "worker": 1}
 )
 
 // objectStoreSubjects are the subjects a JetStream Object Store client
@@ -612,9 +614,9 @@ func TestComposeNATSAuthConf(t *testing.T) {
 			if got := perm.Subscribe.Allow; !sameSet(got, authSubscribe[tc.user]) {
 				t.Errorf("subscribe allow:\n got %q\nwant %q", got, authSubscribe[tc.user])
 			}
-			if want := authResponds[tc.user]; (want > 0) != (perm.Response != nil) {
+			if want := authResponds[tc.user]; (want != 0) != (perm.Response != nil) {
 				t.Errorf("allow_responses = %+v, want %d replies", perm.Response, want)
-			} else if want > 0 && (perm.Response.MaxMsgs != want || perm.Response.Expires > 2*time.Minute) {
+			} else if want != 0 && (perm.Response.MaxMsgs != want || perm.Response.Expires > 2*time.Minute) {
 				t.Errorf("allow_responses = %+v, want %d replies per request, within two minutes", perm.Response, want)
 			}
 		})
@@ -969,6 +971,22 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 			if m := receive(t, stops, "the stop"); m.Header.Get("Callcast-Stop") != "P1/0" {
 				t.Errorf("stop %v", m.Header)
 			}
+			// Every frame of an attempt has the same reply subject, and
+			// NATS counts each one delivered, as each reply, against that
+			// subject's replies: 15 more frames and the stop above would
+			// spend a budget of 16, yet the next stop goes.
+			for range 15 {
+				if err := worker.PublishMsg(&nats.Msg{Subject: "callcast.stream.MZ3.out", Reply: inbox, Data: []byte("frame")}); err != nil {
+					t.Fatal(err)
+				}
+				receive(t, out, "a worker's frame")
+			}
+			if err := edge.PublishMsg(&nats.Msg{Subject: inbox, Header: nats.Header{"Callcast-Stop": {"P1/1"}}}); err != nil {
+				t.Fatal(err)
+			}
+			if m := receive(t, stops, "the stop after 16 frames"); m.Header.Get("Callcast-Stop") != "P1/1" {
+				t.Errorf("stop %v", m.Header)
+			}
 		}},
 		{"producer lists the live calls: every edge answers, in pages", func(t *testing.T) {
 			edge2 := connectAs(t, ns, "edge")
@@ -1074,6 +1092,7 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 		{"edge", "taking render requests", queueSubscribe("callcast.render", "callcast-workers")},
 		{"edge", "reading events", subscribe("callcast.stream.MZ1.events")},
 		{"edge", "replies nobody asked for", publish("_INBOX.abc")},
+		{"edge", "into a worker's inbox unasked", publish("_INBOX_callcast_worker.W1.T1")},
 		{"edge", "reading producers' replies", subscribe("_INBOX.>")},
 		{"edge", "reading workers' replies", subscribe("_INBOX_callcast_worker.>")},
 		{"edge", "probing edges", publish("callcast.edge.E1.alive")},
@@ -1153,15 +1172,16 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 		})
 	}
 
-	// allow_responses bounds the replies to a request: one for a worker,
-	// the pages of callcast.calls for an edge; one more is refused. Each
-	// case has a server of its own, where no other worker takes the request.
+	// allow_responses bounds the replies to a request: one for a worker
+	// (one more is refused); for an edge, which has no count, the pages of
+	// a long callcast.calls answer go. Each case has a server of its own,
+	// where no other worker takes the request.
 	for _, tc := range []struct{ requester, responder, subject, queue string }{
 		{"worker", "edge", "callcast.stream.MZ3.play", ""},
 		{"producer", "edge", "callcast.calls", ""},
 		{"edge", "worker", "callcast.render", "callcast-workers"},
 	} {
-		t.Run("denies/"+tc.responder+" more replies to "+tc.subject+" than allowed", func(t *testing.T) {
+		t.Run("replies/"+tc.responder+" to "+tc.subject+": as many as allowed", func(t *testing.T) {
 			ns := runAuthNATS(t)
 			req, resp := connectAs(t, ns, tc.requester), connectAs(t, ns, tc.responder)
 			s, err := resp.QueueSubscribeSync(tc.subject, tc.queue)
@@ -1184,6 +1204,9 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 				t.Fatal(err)
 			}
 			allowed := authResponds[tc.responder]
+			if allowed < 0 {
+				allowed = 40 // pages; none refused
+			}
 			for i := range allowed {
 				reply := fmt.Sprintf("reply %d", i+1)
 				if err := m.Respond([]byte(reply)); err != nil {
@@ -1198,6 +1221,9 @@ func TestComposeNATSAuthPermissions(t *testing.T) {
 				if r, err := replies.NextMsg(5 * time.Second); err != nil || string(r.Data) != reply {
 					t.Fatalf("%s: %v %v", reply, r, err)
 				}
+			}
+			if authResponds[tc.responder] < 0 {
+				return
 			}
 			if err := m.Respond([]byte("one too many")); err != nil {
 				t.Fatal(err)

@@ -284,10 +284,25 @@ func (c *controller) bufferedLocked(it *item) int64 {
 	return b
 }
 
+// tellStopEvery is how often a superseded attempt whose frames keep
+// coming is told again to stop: once per burst of its frames, not once per
+// frame.
+const tellStopEvery = time.Second
+
 // tellStop tells a worker's superseded attempt hdr to stop, on the reply
 // subject of its frames.
 func (c *controller) tellStop(reply, hdr string) {
 	if reply == "" {
+		return
+	}
+	now := time.Now()
+	c.stopMu.Lock()
+	again := hdr == c.stopHdr && now.Sub(c.stopTold) < tellStopEvery
+	if !again {
+		c.stopHdr, c.stopTold = hdr, now
+	}
+	c.stopMu.Unlock()
+	if again {
 		return
 	}
 	msg := &nats.Msg{Subject: reply, Header: nats.Header{bus.HeaderStop: {hdr}}}

@@ -97,6 +97,11 @@ type controller struct {
 	wallLevel int64
 	wallAt    time.Time
 	watchdog  *time.Timer // fires checkWorker when the sending playback's worker goes quiet
+
+	// The superseded attempt last told to stop, and when (tellStop).
+	stopMu   sync.Mutex
+	stopHdr  string
+	stopTold time.Time
 }
 
 func newController(ss *session) *controller {
