@@ -3,6 +3,9 @@
 // start on bus.SubjectStreamStarted, relays what arrives on the stream's
 // bus.StreamOut subject down its socket as Twilio's outbound JSON, and
 // publishes the call's events (mark echoes, dtmf, stop) on bus.StreamEvents.
+// It queues the call's own audio itself at start (Config.DefaultAudio), and
+// plays the file playbacks whose μ-law it holds from an earlier playback
+// itself, without a worker (audiocache.go).
 package edge
 
 import (
