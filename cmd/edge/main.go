@@ -67,6 +67,7 @@ func serve(f *cli.Flags, stderr io.Writer) cli.RunFunc {
 	f.DurationPositive(&o.Worker.Lead, "lead", "PLAYBACK_LEAD", 2*time.Second, "how far a playback may run ahead of what the caller has heard, 400ms to 1m (the edge paces the playbacks it sends itself by it and closes a peer that stays further behind; all-in-one: the workers' pacing)")
 	f.Int64(&o.Worker.CacheBytes, "cache-bytes", "CACHE_BYTES", 256<<20, "all-in-one: memory cache of transcoded audio, bytes; negative: none")
 	f.DurationPositive(&o.Edge.StreamIdleTimeout, "stream-idle-timeout", "STREAM_IDLE_TIMEOUT", 10*time.Second, "a streamed playback whose producer sends neither audio nor its end for this long fails with code stalled")
+	f.Int64(&o.Edge.StreamBufferBytes, "stream-buffer-bytes", "STREAM_BUFFER_BYTES", edge.DefaultStreamBufferBytes, "what all streamed playbacks and producer media may hold ahead of playout on this edge, together, bytes; a playback that would take more fails with code too_large; negative: no bound but each playback's own")
 	f.IntMin(&o.Edge.MaxQueuedPlaybacks, "max-queued-playbacks", "MAX_QUEUED_PLAYBACKS", 100, 1, "playbacks that may wait on one call; past it callcast.play answers queue_full")
 	f.String(&o.Edge.CallerAudio, "caller-audio", "CALLER_AUDIO", "listen", "publish callers' audio on callcast.stream.<sid>.in: on, off, or listen (while someone holds a lease, or the call asks with callerAudio=on)")
 	f.Duration(&o.Edge.CallerAudioBatch, "caller-audio-batch", "CALLER_AUDIO_BATCH", 20*time.Millisecond, "caller audio per bus message, 20ms to 200ms")

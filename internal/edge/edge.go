@@ -100,6 +100,12 @@ type Config struct {
 	// producer sent neither audio nor the end for this long
 	// (STREAM_IDLE_TIMEOUT). Default 10 s.
 	StreamIdleTimeout time.Duration
+	// StreamBufferBytes bounds the bytes all streamed playbacks (and
+	// producer media on .out) hold ahead of playout on this edge, undecoded
+	// and μ-law (STREAM_BUFFER_BYTES): a playback whose audio would take
+	// more fails with bus.CodeTooLarge. Default DefaultStreamBufferBytes;
+	// negative: no bound but each playback's own.
+	StreamBufferBytes int64
 	// CallerAudio says when a call's audio is published on bus.StreamIn:
 	// CallerAudioListen (the default, ""), CallerAudioOn or CallerAudioOff.
 	CallerAudio string
@@ -181,6 +187,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.StreamIdleTimeout <= 0 {
 		c.StreamIdleTimeout = 10 * time.Second
+	}
+	if c.StreamBufferBytes == 0 {
+		c.StreamBufferBytes = DefaultStreamBufferBytes
 	}
 	if c.AudioCacheTTL <= 0 {
 		c.AudioCacheTTL = 30 * time.Second

@@ -2,9 +2,13 @@ package edge
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"sync/atomic"
 )
 
 type metrics struct {
+	// streamHeld is the bytes streamed playbacks hold ahead of playout,
+	// across the edge's calls (Config.StreamBufferBytes bounds it).
+	streamHeld   atomic.Int64
 	sockets      prometheus.Gauge
 	streams      prometheus.Gauge
 	relayed      *prometheus.CounterVec // by event
@@ -83,7 +87,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.relayedMedia = m.relayed.WithLabelValues("media")
 	m.relayedMark = m.relayed.WithLabelValues("mark")
 	m.eventMark = m.events.WithLabelValues("mark")
-	for _, c := range append([]prometheus.Collector{m.sockets, m.streams, m.relayed, m.relayedBytes, m.events, m.errors, m.firstAudio, m.queued, m.sendQueue, m.streamChunks, m.workerStops, m.paused}, m.caller.collectors()...) {
+	held := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "callcast_edge_stream_buffer_bytes", Help: "Bytes streamed playbacks and producer media hold ahead of playout, undecoded and μ-law, across this edge's calls.",
+	}, func() float64 { return float64(m.streamHeld.Load()) })
+	for _, c := range append([]prometheus.Collector{held, m.sockets, m.streams, m.relayed, m.relayedBytes, m.events, m.errors, m.firstAudio, m.queued, m.sendQueue, m.streamChunks, m.workerStops, m.paused}, m.caller.collectors()...) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -40,6 +40,7 @@ func (c *controller) onOutMedia(payload string) {
 	if it == nil {
 		it = &item{id: "out-" + nuid.Next(), stream: &mulawFormat, end: -1}
 		it.src = newStreamSource(mulawFormat, 0, c.wake)
+		it.src.account(&c.ss.srv.metrics.streamHeld, c.ss.srv.cfg.StreamBufferBytes)
 		it.src.implicit = true
 		c.implicit = it
 		if cur := c.sending; cur != nil {

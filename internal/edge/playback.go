@@ -281,6 +281,7 @@ func (c *controller) releaseEvents() {
 func (c *controller) openStream(it *item) (*streamSource, *bus.Error) {
 	cfg := &c.ss.srv.cfg
 	src := newStreamSource(*it.stream, cfg.StreamIdleTimeout, c.wake)
+	src.account(&c.ss.srv.metrics.streamHeld, cfg.StreamBufferBytes)
 	sub, err := c.ss.srv.nc.Subscribe(bus.PlaybackAudio(it.id), src.onMsg)
 	if err != nil {
 		src.close()

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -37,6 +38,10 @@ const (
 	reorderWait = 100 * time.Millisecond
 	// maxGap bounds the silence played for one run of missing chunks.
 	maxGap = time.Second
+	// DefaultStreamBufferBytes is Config.StreamBufferBytes by default:
+	// what every streamed playback of an edge may hold ahead of playout,
+	// together.
+	DefaultStreamBufferBytes = 512 << 20
 )
 
 // errSourceClosed ends a streamed playback's decoder when the playback ends.
@@ -85,6 +90,7 @@ type streamSource struct {
 	stats   chunkStats
 	timer   *time.Timer // idle timeout
 	sub     *nats.Subscription
+	limit   int64 // bound on the edge's streamHeld; 0: none (see account)
 
 	// Producer media on .out (outaudio.go).
 	implicit bool
@@ -113,6 +119,15 @@ func newStreamSource(format bus.StreamFormat, idle time.Duration, wake func()) *
 		s.timer = time.AfterFunc(idle, s.stalled)
 	}
 	return s
+}
+
+// account counts what the source holds in held, and fails it with
+// bus.CodeTooLarge rather than take held past limit (≤ 0: no bound). A
+// source not accounted for holds memory of someone else's (the edge's
+// audio cache).
+func (s *streamSource) account(held *atomic.Int64, limit int64) {
+	s.raw.held, s.out.held = held, held
+	s.limit = max(limit, 0)
 }
 
 // decodes reports whether the source needs a decoder goroutine (run).
@@ -283,6 +298,10 @@ func (s *streamSource) gapExpired() {
 
 // input appends in-order bytes of the producer's format.
 func (s *streamSource) input(p []byte) {
+	if s.limit > 0 && s.raw.held.Load()+int64(len(p)) > s.limit {
+		s.failLocked(bus.CodeTooLarge, fmt.Sprintf("the edge holds %d MiB of streamed audio ahead of playout across its calls (STREAM_BUFFER_BYTES)", s.limit>>20))
+		return
+	}
 	if s.format.Format == bus.FormatMulaw {
 		if s.out.len()+len(p) > MaxStreamAhead {
 			s.failLocked(bus.CodeTooLarge, fmt.Sprintf("more than %s of audio ahead of playout", time.Duration(MaxStreamAhead/audio.SampleRate)*time.Second))
@@ -387,6 +406,8 @@ func (s *streamSource) close() {
 	}
 	sub := s.sub
 	s.sub = nil
+	s.raw.release()
+	s.out.release()
 	s.cond.Broadcast()
 	s.mu.Unlock()
 	if sub != nil {
@@ -472,10 +493,13 @@ func (s *streamSource) decodeEnd(err error) {
 }
 
 // byteQueue is a FIFO of bytes that reuses its buffer: memory follows what
-// it holds at most, not what passed through it.
+// it holds at most, not what passed through it. With held set, what write
+// adds is counted there until it is read, discarded or released.
 type byteQueue struct {
-	b []byte
-	r int
+	b       []byte
+	r       int
+	held    *atomic.Int64
+	counted int // of the bytes held, those counted in held
 }
 
 func (q *byteQueue) len() int { return len(q.b) - q.r }
@@ -486,14 +510,15 @@ func (q *byteQueue) write(p []byte) {
 		q.b, q.r = q.b[:n], 0
 	}
 	q.b = append(q.b, p...)
+	if q.held != nil {
+		q.held.Add(int64(len(p)))
+		q.counted += len(p)
+	}
 }
 
 func (q *byteQueue) read(p []byte) int {
 	n := copy(p, q.b[q.r:])
-	q.r += n
-	if q.r == len(q.b) {
-		q.b, q.r = q.b[:0], 0
-	}
+	q.discard(n)
 	return n
 }
 
@@ -504,5 +529,17 @@ func (q *byteQueue) discard(n int) {
 	q.r += n
 	if q.r == len(q.b) {
 		q.b, q.r = q.b[:0], 0
+	}
+	if c := min(n, q.counted); c > 0 {
+		q.counted -= c
+		q.held.Add(-int64(c))
+	}
+}
+
+// release uncounts what the queue holds: its source has ended.
+func (q *byteQueue) release() {
+	if q.counted > 0 {
+		q.held.Add(-int64(q.counted))
+		q.counted = 0
 	}
 }

@@ -10,7 +10,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -417,5 +419,61 @@ func TestEndWithoutNumber(t *testing.T) {
 	finished(t, s)
 	if got := outBytes(s); !bytes.Equal(got, []byte{1, 2, 3}) {
 		t.Errorf("out %v, want [1 2 3]", got)
+	}
+}
+
+// TestStreamBufferBound: the edge's streamed playbacks share one bound on
+// what they hold ahead of playout. The one whose audio would pass it fails
+// with too_large; the others play on; what ends is no longer counted.
+func TestStreamBufferBound(t *testing.T) {
+	calltest.CheckGoroutines(t)
+	var held atomic.Int64
+	const limit = 64 << 10
+	mulaw := bus.StreamFormat{Format: bus.FormatMulaw}
+	pcm := bus.StreamFormat{Format: bus.FormatPCMS16LE, SampleRate: 24000, Channels: 1}
+
+	quiet := newStreamSource(mulaw, 0, func() {})
+	quiet.account(&held, limit)
+	quiet.take(1, false, make([]byte, 8000)) // 1 s
+	decoding := newStreamSource(pcm, 0, func() {})
+	decoding.account(&held, limit)
+	decoding.take(1, false, make([]byte, 9600)) // 200 ms, undecoded: no decoder runs
+	if got := held.Load(); got != 8000+9600 {
+		t.Fatalf("held %d bytes, want %d", got, 8000+9600)
+	}
+
+	flood := newStreamSource(mulaw, 0, func() {})
+	flood.account(&held, limit)
+	seq := uint64(0)
+	for flood.failed() == nil && seq < 100 {
+		seq++
+		flood.take(seq, false, make([]byte, 4000))
+	}
+	if f := flood.failed(); f == nil || f.Code != bus.CodeTooLarge || !strings.Contains(f.Message, "STREAM_BUFFER_BYTES") {
+		t.Fatalf("flood: fail %+v, want too_large naming STREAM_BUFFER_BYTES", f)
+	}
+	if got := held.Load(); got > limit {
+		t.Errorf("held %d bytes, past the bound %d", got, limit)
+	}
+	if quiet.failed() != nil || decoding.failed() != nil {
+		t.Error("the flood failed the others")
+	}
+
+	// The pacer takes the quiet one's audio; the flood ends.
+	quiet.mu.Lock()
+	quiet.out.discard(8000)
+	quiet.mu.Unlock()
+	flood.close()
+	if got := held.Load(); got != 9600 {
+		t.Errorf("held %d bytes after playout and the flood's end, want 9600", got)
+	}
+	quiet.take(2, false, make([]byte, 40000)) // room again
+	if quiet.failed() != nil {
+		t.Errorf("quiet: %+v", quiet.failed())
+	}
+	quiet.close()
+	decoding.close()
+	if got := held.Load(); got != 0 {
+		t.Errorf("held %d bytes once every source ended, want 0", got)
 	}
 }
