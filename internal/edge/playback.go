@@ -565,14 +565,49 @@ func (c *controller) dispatch(it *item) {
 	}()
 }
 
+// Retries of a render request: up to renderTries requests that no worker
+// answered in time; while workers answer busy or unavailable, for up to
+// renderBusyWait.
+const (
+	renderTries    = 3
+	renderBusyWait = 3 * time.Second
+)
+
 // render asks the workers to take req, trying again while they are busy.
 // A request that timed out may still have reached a worker, so a retry
 // goes out as a new attempt: the edge relays only the latest attempt's
 // frames, never two workers' at once.
 func (c *controller) render(it *item, req *bus.RenderRequest) *bus.Error {
 	var last *bus.Error
-	for try := range 3 {
-		if try > 0 && last != nil && last.Code == bus.CodeNoWorkers {
+	begun := time.Now()
+	for try := 0; ; try++ {
+		switch {
+		case try == 0:
+		case last.Code == bus.CodeBusy || last.Code == bus.CodeUnavailable:
+			// Capacity comes back as superseded attempts stop (within 100
+			// ms), as workers back from an outage are heard of across the
+			// cluster, and stores recover: ask again, less and less often,
+			// for up to renderBusyWait.
+			wait := min(150*time.Millisecond<<min(try-1, 3), time.Second)
+			if time.Since(begun) >= renderBusyWait {
+				return last
+			}
+			// Workers answering is no silence: the watchdog waits.
+			c.mu.Lock()
+			if c.sending != it || it.attempt != req.Attempt {
+				c.mu.Unlock()
+				return nil // moved on meanwhile
+			}
+			it.lastActivity = time.Now().Add(wait)
+			c.mu.Unlock()
+			select {
+			case <-c.quit:
+				return nil
+			case <-time.After(wait):
+			}
+		case try >= renderTries:
+			return last
+		default: // no worker answered in time: a new attempt, in case one still does
 			c.mu.Lock()
 			if c.sending != it || it.attempt != req.Attempt {
 				c.mu.Unlock()
@@ -582,15 +617,6 @@ func (c *controller) render(it *item, req *bus.RenderRequest) *bus.Error {
 			it.flowing = false
 			req.Attempt = it.attempt
 			c.mu.Unlock()
-		}
-		if try > 0 && last != nil && (last.Code == bus.CodeBusy || last.Code == bus.CodeUnavailable) {
-			// Capacity comes back as superseded attempts stop (within
-			// 100 ms) and stores recover: wait a little before asking again.
-			select {
-			case <-c.quit:
-				return nil
-			case <-time.After(time.Duration(try) * 150 * time.Millisecond):
-			}
 		}
 		if !c.awaitBus() {
 			return nil // the call ended
@@ -642,7 +668,6 @@ func (c *controller) render(it *item, req *bus.RenderRequest) *bus.Error {
 		}
 		last = reply.Error
 	}
-	return last
 }
 
 // awaitBus waits while the edge is off NATS: a render request sent then

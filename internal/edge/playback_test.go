@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"strings"
 	"sync"
@@ -64,6 +65,87 @@ func TestSilentWorkersExhaustAttempts(t *testing.T) {
 		t.Errorf("failed after %s, before three silences of %s", took, timeout)
 	}
 	t.Logf("three silent workers, then playback.failed after %s", took.Round(time.Millisecond))
+}
+
+// TestBusyWorkersAreAskedAgain: workers that answer busy (full, or not yet
+// heard of everywhere after an outage) are asked again, less and less
+// often: a worker with room a second later takes the playback; workers
+// busy throughout fail it with busy after about renderBusyWait.
+func TestBusyWorkersAreAskedAgain(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		busyFor   time.Duration
+		wantEvent string
+	}{
+		{"room after a second", time.Second, bus.EventPlaybackStarted},
+		{"busy throughout", time.Hour, bus.EventPlaybackFailed},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			addr, nc := serve(t, Config{})
+			var mu sync.Mutex
+			var asked []time.Time
+			sub, err := nc.Subscribe(bus.SubjectRender, func(m *nats.Msg) {
+				rr, _ := bus.DecodeRenderRequest(m.Data)
+				now := time.Now()
+				mu.Lock()
+				asked = append(asked, now)
+				first := asked[0]
+				mu.Unlock()
+				reply := bus.PlayReply{Type: bus.TypePlayReply, PlaybackID: rr.PlaybackID}
+				if now.Sub(first) < tt.busyFor {
+					reply.Error = &bus.Error{Code: bus.CodeBusy, Message: "full"}
+				}
+				data, _ := json.Marshal(reply)
+				_ = m.Respond(data)
+				if reply.Error == nil {
+					// Its one frame, so that the playback starts.
+					media := []byte(`{"event":"media","media":{"payload":"` + base64.StdEncoding.EncodeToString(make([]byte, 1600)) + `"}}`)
+					_ = nc.PublishMsg(&nats.Msg{Subject: bus.StreamOut(rr.StreamSid), Data: media,
+						Header: nats.Header{bus.HeaderPlayback: {bus.PlaybackHeader(rr.PlaybackID, rr.Attempt)}}})
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Unsubscribe()
+
+			p := dialPeer(t, addr)
+			events := subscribe(t, nc, bus.StreamEvents(p.sid))
+			started := subscribe(t, nc, bus.SubjectStreamStarted)
+			p.start(nil)
+			started.wait(t, 1)
+			req, _ := json.Marshal(bus.Enqueue{Type: bus.TypeEnqueue, PlaybackID: "pb1", Audio: "a.mp3", Mode: bus.ModeQueue})
+			begin := time.Now()
+			if _, err := nc.Request(bus.StreamPlay(p.sid), req, 2*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			var ev *bus.Event
+			waitFor(t, tt.wantEvent, func() bool {
+				for _, m := range events.wait(t, 0) {
+					if e, err := bus.DecodeEvent(m); err == nil && e.Event == tt.wantEvent {
+						ev = e
+						return true
+					}
+				}
+				return false
+			})
+			took := time.Since(begin)
+			mu.Lock()
+			n := len(asked)
+			mu.Unlock()
+			t.Logf("%s after %s and %d requests", ev.Event, took.Round(time.Millisecond), n)
+			if tt.wantEvent == bus.EventPlaybackFailed {
+				if ev.Error == nil || ev.Error.Code != bus.CodeBusy {
+					t.Errorf("failed with %+v, want busy", ev.Error)
+				}
+				if took < renderBusyWait || n < 5 {
+					t.Errorf("gave up after %s and %d requests, want about %s of asking", took, n, renderBusyWait)
+				}
+			} else if n < 2 {
+				t.Errorf("%d requests, want the busy one and the next", n)
+			}
+		})
+	}
 }
 
 // TestQueueIsBounded: past MaxQueuedPlaybacks a play request is answered
