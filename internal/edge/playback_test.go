@@ -16,6 +16,24 @@ import (
 	"github.com/callcast/callcast/internal/twilio"
 )
 
+// queueOnNewCall starts a call on the edge at addr and queues playback pb1
+// of a.mp3 on it, as a worker would; it returns the call's events and when
+// the playback was queued.
+func queueOnNewCall(t *testing.T, addr string, nc *nats.Conn) (*sub, time.Time) {
+	t.Helper()
+	p := dialPeer(t, addr)
+	events := subscribe(t, nc, bus.StreamEvents(p.sid))
+	started := subscribe(t, nc, bus.SubjectStreamStarted)
+	p.start(nil)
+	started.wait(t, 1)
+	req, _ := json.Marshal(bus.Enqueue{Type: bus.TypeEnqueue, PlaybackID: "pb1", Audio: "a.mp3", Mode: bus.ModeQueue})
+	begin := time.Now()
+	if _, err := nc.Request(bus.StreamPlay(p.sid), req, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return events, begin
+}
+
 // TestSilentWorkersExhaustAttempts: workers that take a playback and never
 // send anything are replaced, attempt after attempt, until RenderAttempts
 // is used up and the producer hears playback.failed.
@@ -41,16 +59,7 @@ func TestSilentWorkersExhaustAttempts(t *testing.T) {
 	}
 	defer sub.Unsubscribe()
 
-	p := dialPeer(t, addr)
-	events := subscribe(t, nc, bus.StreamEvents(p.sid))
-	started := subscribe(t, nc, bus.SubjectStreamStarted)
-	p.start(nil)
-	started.wait(t, 1)
-	req, _ := json.Marshal(bus.Enqueue{Type: bus.TypeEnqueue, PlaybackID: "pb1", Audio: "a.mp3", Mode: bus.ModeQueue})
-	begin := time.Now()
-	if _, err := nc.Request(bus.StreamPlay(p.sid), req, 2*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	events, begin := queueOnNewCall(t, addr, nc)
 	evs := events.events(t, 1)
 	took := time.Since(begin)
 	if evs[0].Event != bus.EventPlaybackFailed || evs[0].Error == nil || evs[0].Error.Code != bus.CodeNoWorkers {
@@ -109,16 +118,7 @@ func TestBusyWorkersAreAskedAgain(t *testing.T) {
 			}
 			defer sub.Unsubscribe()
 
-			p := dialPeer(t, addr)
-			events := subscribe(t, nc, bus.StreamEvents(p.sid))
-			started := subscribe(t, nc, bus.SubjectStreamStarted)
-			p.start(nil)
-			started.wait(t, 1)
-			req, _ := json.Marshal(bus.Enqueue{Type: bus.TypeEnqueue, PlaybackID: "pb1", Audio: "a.mp3", Mode: bus.ModeQueue})
-			begin := time.Now()
-			if _, err := nc.Request(bus.StreamPlay(p.sid), req, 2*time.Second); err != nil {
-				t.Fatal(err)
-			}
+			events, begin := queueOnNewCall(t, addr, nc)
 			var ev *bus.Event
 			waitFor(t, tt.wantEvent, func() bool {
 				for _, m := range events.wait(t, 0) {

@@ -476,6 +476,39 @@ func waitForCurrent(t *testing.T, js jetstream.JetStream, bucket string) {
 	t.Fatalf("%s: replicas not current after 30 s: %s", bucket, last)
 }
 
+// clusterJS is JetStream through a connection to ns, patient with a
+// cluster's elections.
+func clusterJS(t *testing.T, ns *server.Server) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// boundLibrary is a library on js, its buckets bound, and its log.
+func boundLibrary(t *testing.T, js jetstream.JetStream) (*Library, *calltest.SyncBuffer) {
+	t.Helper()
+	logs := &calltest.SyncBuffer{}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	l, err := New(ctx, Options{JS: js, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	if !l.Shared() {
+		t.Fatalf("not bound:\n%s", logs)
+	}
+	return l, logs
+}
+
 func TestReplicas(t *testing.T) {
 	t.Run("single server: 1", func(t *testing.T) {
 		js := connectJS(t, runNATS(t, true))
@@ -490,36 +523,15 @@ func TestReplicas(t *testing.T) {
 	t0 := time.Now()
 	servers := runCluster(t, 3)
 	t.Logf("cluster up in %v", time.Since(t0))
-	connect := func(t *testing.T, ns *server.Server) jetstream.JetStream {
-		t.Helper()
-		nc, err := nats.Connect(ns.ClientURL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(10*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return js
-	}
 	ctx := context.Background()
-	js := connect(t, servers[0])
+	js := clusterJS(t, servers[0])
 	// A bucket made with one replica before, as earlier versions did.
 	if _, err := js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: CacheBucket, Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
-	logs := &calltest.SyncBuffer{}
 	ctx10, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	l, err := New(ctx10, Options{JS: js, Logger: slog.New(slog.NewTextHandler(logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	if !l.Shared() {
-		t.Fatalf("not bound:\n%s", logs)
-	}
+	l, logs := boundLibrary(t, js)
 	t.Logf("bound at %v", time.Since(t0))
 	// The raised bucket's new replicas copy it in the background.
 	for _, b := range []string{AudioBucket, CacheBucket} {
@@ -554,7 +566,7 @@ func TestReplicas(t *testing.T) {
 			survivor = ns
 		}
 	}
-	w := newLibrary(t, Options{JS: connect(t, survivor), MemoryBytes: -1})
+	w := newLibrary(t, Options{JS: clusterJS(t, survivor), MemoryBytes: -1})
 	var got []byte
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		w.bindMu.Lock()
@@ -678,26 +690,8 @@ func TestReplicasRaisedWhenTheClusterGrows(t *testing.T) {
 	opts := clusterOptions(t, 3)
 	opts[0].Routes, opts[1].Routes = opts[0].Routes[:2], opts[1].Routes[:2]
 	servers := startCluster(t, opts[:2])
-	nc, err := nats.Connect(servers[0].ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(10*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &calltest.SyncBuffer{}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	l, err := New(ctx, Options{JS: js, Logger: slog.New(slog.NewTextHandler(logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	if !l.Shared() {
-		t.Fatalf("not bound:\n%s", logs)
-	}
+	js := clusterJS(t, servers[0])
+	l, logs := boundLibrary(t, js)
 	for _, b := range []string{AudioBucket, CacheBucket} {
 		if r := replicas(t, js, b); r != 1 {
 			t.Fatalf("%s: %d replicas on two servers, want 1", b, r)
