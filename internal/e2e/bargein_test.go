@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -22,17 +21,7 @@ func TestBargeInStopsFilePlayback(t *testing.T) {
 	sid := newSid("MZ")
 	evs := watch(t, s.nc, sid)
 	const at = 1500 * time.Millisecond
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	call, err := callsim.Dial(ctx, callsim.Config{URL: s.wsURL, StreamSid: sid, CallerAudio: callsim.Speak(stop, at)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = call.Hangup(ctx)
-	})
+	call := dialCall(t, callsim.Config{URL: s.wsURL, StreamSid: sid, CallerAudio: callsim.Speak(stop, at)})
 	reply := mustPlay(t, s.nc, bus.PlayRequest{StreamSid: sid, Audio: "speech.mp3", Interruptible: true})
 
 	ev := evs.wait(t, bus.EventPlaybackInterrupted, 10*time.Second)

@@ -125,9 +125,15 @@ func dialSpeed(t *testing.T, s *system, sid, audioName string, speed float64) *c
 	if audioName != "" {
 		params["audio"] = audioName
 	}
+	return dialCall(t, callsim.Config{URL: s.wsURL, StreamSid: sid, Parameters: params, Speed: speed})
+}
+
+// dialCall places the call cfg describes; it hangs up when the test ends.
+func dialCall(t *testing.T, cfg callsim.Config) *callsim.Call {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	call, err := callsim.Dial(ctx, callsim.Config{URL: s.wsURL, StreamSid: sid, Parameters: params, Speed: speed})
+	call, err := callsim.Dial(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

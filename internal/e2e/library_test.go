@@ -100,7 +100,14 @@ func (s *jsSystem) restartWorker(t *testing.T) {
 // label value (or none), or -1.
 func (s *jsSystem) metric(t *testing.T, name, label string) float64 {
 	t.Helper()
-	mfs, err := s.reg.Gather()
+	return gathered(t, s.reg, name, label)
+}
+
+// gathered is reg's sample of name with the given label value (or the
+// first, for none), counter or gauge; -1 if there is none.
+func gathered(t *testing.T, reg prometheus.Gatherer, name, label string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,22 +67,11 @@ func (s *startpathSystem) system() *system { return &system{wsURL: s.edges[0], n
 // metric is the value of an edge metric without labels.
 func (s *startpathSystem) metric(t *testing.T, name string) float64 {
 	t.Helper()
-	mfs, err := s.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
+	v := gathered(t, s.reg, name, "")
+	if v < 0 {
+		t.Fatalf("no metric %s", name)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		m := mf.GetMetric()[0]
-		if c := m.GetCounter(); c != nil {
-			return c.GetValue()
-		}
-		return m.GetGauge().GetValue()
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
+	return v
 }
 
 // startCall is one call and its events.
@@ -324,18 +313,8 @@ func TestCachedPlaybackOnTheTimeline(t *testing.T) {
 		}
 		sid := newSid("MZ")
 		evs := watch(t, s.nc, sid)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		call, err := callsim.Dial(ctx, callsim.Config{URL: s.edges[0], StreamSid: sid, Parameters: map[string]string{"audio": "none"},
+		call := dialCall(t, callsim.Config{URL: s.edges[0], StreamSid: sid, Parameters: map[string]string{"audio": "none"},
 			CallerAudio: callsim.Speak(stop, 1500*time.Millisecond)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = call.Hangup(ctx)
-		})
 		waitForStart(t, s.system(), sid)
 		reply := mustPlay(t, s.nc, bus.PlayRequest{StreamSid: sid, Audio: "long.wav", Interruptible: true})
 		ev := evs.playback(t, bus.EventPlaybackInterrupted, reply.PlaybackID, 10*time.Second)
