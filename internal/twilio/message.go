@@ -312,27 +312,34 @@ func checkPayload[T string | []byte](payload T) error {
 
 // notBase64 is 1 for the bytes outside standard base64's alphabet (padding
 // included), 0 for those in it.
-var notBase64 = func() (t [256]byte) {
+var notBase64 = notIn(isBase64)
+
+// base64Chars reports whether p holds only standard base64's alphabet, no
+// padding (a worker's 200 ms media message carries 2136 of them).
+func base64Chars[T string | []byte](p T) bool { return onlyIn(p, &notBase64) }
+
+// notIn is the table of the bytes not marked in ok: 1 for those, 0 for
+// the others.
+func notIn(ok [256]bool) (t [256]byte) {
 	for c := range t {
-		if !isBase64[c] {
+		if !ok[c] {
 			t[c] = 1
 		}
 	}
 	return t
-}()
+}
 
-// base64Chars reports whether p holds only standard base64's alphabet, no
-// padding, eight bytes a step without a branch per byte: a worker's 200 ms
-// media message carries 2136 of them.
-func base64Chars[T string | []byte](p T) bool {
+// onlyIn reports whether p holds none of the bytes not marks, eight bytes
+// a step without a branch per byte.
+func onlyIn[T string | []byte](p T, not *[256]byte) bool {
 	var bad byte
 	for len(p) >= 8 {
-		bad |= notBase64[p[0]] | notBase64[p[1]] | notBase64[p[2]] | notBase64[p[3]] |
-			notBase64[p[4]] | notBase64[p[5]] | notBase64[p[6]] | notBase64[p[7]]
+		bad |= not[p[0]] | not[p[1]] | not[p[2]] | not[p[3]] |
+			not[p[4]] | not[p[5]] | not[p[6]] | not[p[7]]
 		p = p[8:]
 	}
 	for i := 0; i < len(p); i++ {
-		bad |= notBase64[p[i]]
+		bad |= not[p[i]]
 	}
 	return bad == 0
 }
