@@ -16,6 +16,23 @@ import (
 	"github.com/callcast/callcast/internal/twilio"
 )
 
+// enqueueOn queues e on the call sid as a worker would and returns the
+// edge's reply.
+func enqueueOn(t *testing.T, nc *nats.Conn, sid string, e bus.Enqueue) *bus.PlayReply {
+	t.Helper()
+	e.Type = bus.TypeEnqueue
+	req, _ := json.Marshal(e)
+	resp, err := nc.Request(bus.StreamPlay(sid), req, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply, err := bus.DecodePlayReply(resp.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reply
+}
+
 // queueOnNewCall starts a call on the edge at addr and queues playback pb1
 // of a.mp3 on it, as a worker would; it returns the call's events and when
 // the playback was queued.
@@ -26,11 +43,8 @@ func queueOnNewCall(t *testing.T, addr string, nc *nats.Conn) (*sub, time.Time) 
 	started := subscribe(t, nc, bus.SubjectStreamStarted)
 	p.start(nil)
 	started.wait(t, 1)
-	req, _ := json.Marshal(bus.Enqueue{Type: bus.TypeEnqueue, PlaybackID: "pb1", Audio: "a.mp3", Mode: bus.ModeQueue})
 	begin := time.Now()
-	if _, err := nc.Request(bus.StreamPlay(p.sid), req, 2*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	enqueueOn(t, nc, p.sid, bus.Enqueue{PlaybackID: "pb1", Audio: "a.mp3", Mode: bus.ModeQueue})
 	return events, begin
 }
 
@@ -172,16 +186,7 @@ func TestQueueIsBounded(t *testing.T) {
 	started.wait(t, 1)
 	enqueue := func(id, mode string) *bus.PlayReply {
 		t.Helper()
-		req, _ := json.Marshal(bus.Enqueue{Type: bus.TypeEnqueue, PlaybackID: id, Audio: "a.mp3", Mode: mode})
-		resp, err := nc.Request(bus.StreamPlay(p.sid), req, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		reply, err := bus.DecodePlayReply(resp.Data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return reply
+		return enqueueOn(t, nc, p.sid, bus.Enqueue{PlaybackID: id, Audio: "a.mp3", Mode: mode})
 	}
 	// One sending, limit queued.
 	for i := range limit + 1 {
@@ -271,15 +276,7 @@ func TestStreamRefusedWhenTheEdgeMayNotSubscribe(t *testing.T) {
 	started := subscribe(t, nc, bus.SubjectStreamStarted)
 	p.start(nil)
 	started.wait(t, 1)
-	req, _ := json.Marshal(bus.Enqueue{Type: bus.TypeEnqueue, PlaybackID: "pb1", Stream: &bus.StreamFormat{Format: bus.FormatMulaw}, Mode: bus.ModeQueue})
-	resp, err := nc.Request(bus.StreamPlay(p.sid), req, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reply, err := bus.DecodePlayReply(resp.Data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	reply := enqueueOn(t, nc, p.sid, bus.Enqueue{PlaybackID: "pb1", Stream: &bus.StreamFormat{Format: bus.FormatMulaw}, Mode: bus.ModeQueue})
 	if reply.Error == nil || reply.AudioSubject != "" || !strings.Contains(reply.Error.Message, "may not subscribe") {
 		t.Fatalf("reply %+v %+v, want an error naming the refused subscription", reply, reply.Error)
 	}

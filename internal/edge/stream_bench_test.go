@@ -55,6 +55,12 @@ func (r *pacerRig) frame(chunk []byte) {
 	r.it.src.mu.Lock()
 	r.it.src.out.write(chunk)
 	r.it.src.mu.Unlock()
+	r.step()
+}
+
+// step runs one step of the pacer, Twilio having heard everything before,
+// and takes back what it queued for the writer.
+func (r *pacerRig) step() {
 	var st step
 	r.c.mu.Lock()
 	r.it.heard = r.it.sent
@@ -161,19 +167,6 @@ func (r *pacerRig) drain() {
 		if n < pacerChunk {
 			return
 		}
-		var st step
-		r.c.mu.Lock()
-		r.it.heard = r.it.sent
-		r.c.wallLevel = 0
-		r.c.stepLocked(&st, time.Now())
-		r.c.mu.Unlock()
-		for _, bp := range st.msgs[:st.n] {
-			r.ss.enqueue(bp)
-		}
-		for range st.n {
-			bp := <-r.ss.send
-			*bp = (*bp)[:0]
-			bufPool.Put(bp)
-		}
+		r.step()
 	}
 }

@@ -3,7 +3,6 @@ package edge
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"io"
 	"math"
@@ -379,15 +378,7 @@ func TestRefusedStreamLeavesNothing(t *testing.T) {
 	started.wait(t, 1)
 	f := bus.StreamFormat{Format: bus.FormatMulaw}
 	for i, want := range []string{"", "", bus.CodeQueueFull} {
-		req, _ := json.Marshal(bus.Enqueue{Type: bus.TypeEnqueue, PlaybackID: "s" + itoa(i), Stream: &f, Mode: bus.ModeQueue})
-		resp, err := nc.Request(bus.StreamPlay(p.sid), req, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := bus.DecodePlayReply(resp.Data)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := enqueueOn(t, nc, p.sid, bus.Enqueue{PlaybackID: "s" + itoa(i), Stream: &f, Mode: bus.ModeQueue})
 		if code := ""; r.Error != nil {
 			code = r.Error.Code
 			if code != want {
