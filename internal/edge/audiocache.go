@@ -148,10 +148,8 @@ func (c *audioCache) claim(name string, durationMs int64) *cacheFill {
 // add appends a frame's payload (padded standard base64 of μ-law) and
 // reports whether the fill goes on: false once it is bad or too large.
 func (c *audioCache) add(f *cacheFill, payload string) bool {
-	n := len(f.buf)
-	f.buf = append(f.buf, make([]byte, base64.StdEncoding.DecodedLen(len(payload)))...)
-	k, err := base64.StdEncoding.Decode(f.buf[n:], []byte(payload))
-	f.buf = f.buf[:n+k]
+	var err error
+	f.buf, err = base64.StdEncoding.AppendDecode(f.buf, []byte(payload))
 	return err == nil && int64(len(f.buf)) <= c.max
 }
 
