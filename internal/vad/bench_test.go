@@ -1,6 +1,7 @@
 package vad
 
 import (
+	"math/rand/v2"
 	"runtime"
 	"testing"
 )
@@ -57,4 +58,31 @@ func BenchmarkDecodeEnergy(b *testing.B) {
 		b.ReportMetric(float64(threadCPUNs()-cpu0)/float64(b.N), "cpu-ns/op")
 	}
 	_ = sink
+}
+
+// BenchmarkProcessCalls measures a frame as an edge sees it under load:
+// each frame goes to the next of many calls' detectors in turn, so that a
+// detector's state has left the core's caches by the time its next frame
+// comes, as it has with hundreds of calls between one caller frame and the
+// next.
+func BenchmarkProcessCalls(b *testing.B) {
+	const calls = 20000 // 40 MB of detectors: more than the caches hold
+	audio := burst(5, 4000, 1000, 3000, -50, -20)
+	ds := make([]*Detector, calls)
+	for i := range ds {
+		ds[i] = New(Config{})
+	}
+	// In an order the prefetcher cannot guess.
+	rand.New(rand.NewPCG(1, 2)).Shuffle(len(ds), func(i, j int) { ds[i], ds[j] = ds[j], ds[i] })
+	ts, k := int64(0), 0
+	for b.Loop() {
+		i := int(ts*8) % len(audio)
+		d := ds[k]
+		for _, ok := d.Process(audio[i:i+FrameSize], ts); ok; _, ok = d.Next() {
+		}
+		if k++; k == calls {
+			k = 0
+			ts += FrameMs
+		}
+	}
 }

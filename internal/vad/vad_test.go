@@ -268,3 +268,68 @@ func TestProcessAllocs(t *testing.T) {
 		t.Fatalf("%v allocations per frame", allocs)
 	}
 }
+
+// refBank is the filter bank level by level, each level over the whole
+// frame before the next, as plainly as it reads: what Detector.bank, which
+// runs the levels block by block, must equal exactly.
+type refBank struct{ split [5]qmf }
+
+func (f *refBank) run(ulaw []byte) [nBands]int64 {
+	halve := func(q *qmf, x []int64) (lo, hi []int64) {
+		for i := 0; i < len(x); i += 2 {
+			y0 := allpass(qmfA0, x[i], q.x0, q.y0)
+			y1 := allpass(qmfA1, x[i+1], q.x1, q.y1)
+			q.x0, q.y0, q.x1, q.y1 = x[i], y0, x[i+1], y1
+			lo, hi = append(lo, y0+y1), append(hi, y0-y1)
+		}
+		return lo, hi
+	}
+	energy := func(x []int64) (e int64) {
+		for _, v := range x {
+			e += v * v
+		}
+		return e
+	}
+	x := make([]int64, len(ulaw))
+	for i, c := range ulaw {
+		x[i] = int64(linear[c])
+	}
+	lo1, hi1 := halve(&f.split[0], x)    // 0–2k | 2–4k
+	lo2, b12 := halve(&f.split[1], lo1)  // 0–1k | 1–2k
+	b34, b23 := halve(&f.split[2], hi1)  // 3–4k | 2–3k (mirrored)
+	lo3, b051 := halve(&f.split[3], lo2) // 0–500 | 500–1k
+	_, b255 := halve(&f.split[4], lo3)   // 0–250 | 250–500
+	return [nBands]int64{energy(b255), energy(b051), energy(b12), energy(b23), energy(b34)}
+}
+
+func TestBankMatchesLevelByLevel(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	var frames [][]byte
+	// Full-scale extremes, random bytes, silence, and speech in noise.
+	for _, c := range []byte{0x00, 0x80, 0xFF, 0x7F} {
+		f := make([]byte, FrameSize)
+		for i := range f {
+			f[i] = c ^ byte(i&1)*0x80 // alternating signs: the most a split can pass
+		}
+		frames = append(frames, f, f, f)
+	}
+	for range 200 {
+		f := make([]byte, FrameSize)
+		for i := range f {
+			f[i] = byte(r.Uint32())
+		}
+		frames = append(frames, f)
+	}
+	speech := burst(3, 4000, 500, 3500, -50, -10)
+	for i := 0; i+FrameSize <= len(speech); i += FrameSize {
+		frames = append(frames, speech[i:i+FrameSize])
+	}
+	d := New(Config{})
+	var ref refBank
+	for k, f := range frames {
+		got, want := d.bank((*[FrameSize]byte)(f)), ref.run(f)
+		if got != want {
+			t.Fatalf("frame %d: bank %v, level by level %v", k, got, want)
+		}
+	}
+}
