@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"io"
 	"log/slog"
+	"math/rand/v2"
+	"strings"
 	"testing"
 	"testing/iotest"
 
@@ -52,9 +54,9 @@ func benchCaller(tb testing.TB, vadOn bool) (*callerAudio, []byte) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	const sid = "MZ0123456789abcdef0123456789abcdef"
+	sid := strings.Clone("MZ0123456789abcdef0123456789abcdef") // a call's own, as read from its start
 	ss := &session{srv: &Server{metrics: m}, sid: sid, log: slog.New(slog.DiscardHandler)}
-	c := &callerAudio{ss: ss, max: frameBytes}
+	c := &callerAudio{ss: ss, sid: sid, max: frameBytes}
 	if vadOn {
 		c.vad = vad.New(vad.Config{})
 	}
@@ -81,11 +83,41 @@ func BenchmarkCallerMedia(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			c, msg := benchCaller(b, vadOn)
+			scratch := getCallerScratch()
 			b.ReportAllocs()
 			for b.Loop() {
-				c.take(msg)
+				c.take(msg, scratch)
 			}
 		})
+	}
+}
+
+// BenchmarkCallerMediaCalls is BenchmarkCallerMedia/vad=on as an edge sees
+// it under load, read from the socket's reader: each message goes to the
+// next of many calls in turn, in an order the prefetcher cannot guess, so
+// that what a call holds has left the core's caches by the time its next
+// frame comes, as it has with hundreds of calls between one caller frame
+// and the next.
+func BenchmarkCallerMediaCalls(b *testing.B) {
+	const calls = 10000
+	cs := make([]*callerAudio, calls)
+	var msg []byte
+	for i := range cs {
+		cs[i], msg = benchCaller(b, true)
+	}
+	rand.New(rand.NewPCG(1, 2)).Shuffle(len(cs), func(i, j int) { cs[i], cs[j] = cs[j], cs[i] })
+	head, rest := msg[:len(mediaPrefix)], msg[len(mediaPrefix):]
+	r := bytes.NewReader(nil)
+	b.ReportAllocs()
+	k := 0
+	for b.Loop() {
+		r.Reset(rest)
+		if err := cs[k].read(head, r); err != nil {
+			b.Fatal(err)
+		}
+		if k++; k == calls {
+			k = 0
+		}
 	}
 }
 
@@ -100,15 +132,17 @@ func BenchmarkCallerMediaPublish(b *testing.B) {
 	c.always = true
 	c.subject = bus.StreamIn(c.ss.sid)
 	c.ss.srv.nc = connect(b, runNATS(b))
+	scratch := getCallerScratch()
 	b.ReportAllocs()
 	for b.Loop() {
-		c.take(msg)
+		c.take(msg, scratch)
 	}
 }
 
 func TestCallerMediaAllocs(t *testing.T) {
 	c, msg := benchCaller(t, true)
-	if n := testing.AllocsPerRun(100, func() { c.take(msg) }); n != 0 {
+	scratch := getCallerScratch()
+	if n := testing.AllocsPerRun(100, func() { c.take(msg, scratch) }); n != 0 {
 		t.Fatalf("caller media with VAD: %v allocations per message, want 0", n)
 	}
 	r := bytes.NewReader(nil)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -118,26 +119,52 @@ func (c *Config) checkCallerConfig() error {
 // callerAudio is what the edge does with one call's audio: publish it on
 // bus.StreamIn while it should, and look for speech in it. The session's
 // reader owns it; only the lease is touched by other goroutines.
+//
+// What every caller frame reads comes first, in one cache line: with
+// hundreds of calls, a call's state has left the core's caches by the time
+// its next frame comes, and each line it touches is a trip to memory
+// (BenchmarkCallerMediaCalls).
 type callerAudio struct {
 	ss       *session
-	subject  string
+	vad      *vad.Detector // nil: VAD=off
+	sid      string        // the call's stream SID
+	until    atomic.Int64  // lease end, Unix ns; 0: none
 	always   bool          // CALLER_AUDIO=on, or the call asked with callerAudio=on
 	leasable bool          // leases may be granted (not CALLER_AUDIO=off)
-	until    atomic.Int64  // lease end, Unix ns; 0: none
-	vad      *vad.Detector // nil: VAD=off
-	listen   *nats.Subscription
+	max      int           // batch size, bytes
+
+	subject string
+	listen  *nats.Subscription
 
 	// The reader's, reused from message to message.
-	msg    []byte
-	ulaw   []byte
 	batch  []byte
 	first  twilio.InboundMedia // Chunk and Timestamp of the batch's first frame
 	last   int64               // chunk of the batch's last frame
-	max    int                 // batch size, bytes
 	readAt time.Time           // when the message was read (callerReadHook only)
 	out    nats.Msg
 	// The values of out's Callcast-Seq and Callcast-Timestamp headers.
 	seqHdr, tsHdr []string
+}
+
+// callerScratch holds one caller media message while it is handled: the
+// message and its decoded audio. Sessions share them through a pool: the
+// one a reader gets is the one its core used last, still in its caches,
+// where a call's own buffers would have been pushed out by the hundreds
+// of calls read since its last frame.
+type callerScratch struct{ msg, ulaw []byte }
+
+var callerScratchPool = sync.Pool{New: func() any {
+	// A 20 ms frame's message is about 370 bytes, its audio 160.
+	return &callerScratch{msg: make([]byte, 0, 512), ulaw: make([]byte, 256)}
+}}
+
+func getCallerScratch() *callerScratch { return callerScratchPool.Get().(*callerScratch) }
+
+func putCallerScratch(s *callerScratch) {
+	if cap(s.msg) > maxKeptBuf || cap(s.ulaw) > maxKeptBuf {
+		return // an outsized message: do not keep its memory
+	}
+	callerScratchPool.Put(s)
 }
 
 // startCaller sets up the call's caller audio and subscribes to its listen
@@ -146,6 +173,7 @@ func (ss *session) startCaller(st *twilio.Start) error {
 	cfg := &ss.srv.cfg
 	c := &callerAudio{
 		ss:       ss,
+		sid:      ss.sid,
 		subject:  bus.StreamIn(ss.sid),
 		always:   cfg.CallerAudio == CallerAudioOn || cfg.CallerAudio == CallerAudioListen && st.CustomParameters[ParamCallerAudio] == "on",
 		leasable: cfg.CallerAudio != CallerAudioOff,
@@ -196,26 +224,22 @@ var callerReadHook func(ulaw []byte, readAt time.Time)
 
 // read takes one media message whose first bytes, head, were read already.
 func (c *callerAudio) read(head []byte, r io.Reader) error {
-	if cap(c.msg) == 0 {
-		c.msg = make([]byte, 0, 512) // a 20 ms frame's message is about 370 bytes
-	}
+	s := getCallerScratch()
+	defer putCallerScratch(s)
 	var err error
-	if c.msg, err = readMessage(append(c.msg[:0], head...), r); err != nil {
+	if s.msg, err = readMessage(append(s.msg[:0], head...), r); err != nil {
 		return err
 	}
 	if callerReadHook != nil {
 		c.readAt = time.Now()
 	}
-	c.take(c.msg)
-	if cap(c.msg) > maxKeptBuf {
-		c.msg = nil // an outsized message: do not hold its memory for the call
-	}
+	c.take(s.msg, s)
 	return nil
 }
 
-// take handles one media message from Twilio.
-func (c *callerAudio) take(data []byte) {
-	m := c.ss.srv.metrics
+// take handles one media message from Twilio, data, decoding its audio
+// into s.
+func (c *callerAudio) take(data []byte, s *callerScratch) {
 	in, ok := twilio.CutMedia(data)
 	if !ok {
 		msg, err := twilio.ParseMessage(data)
@@ -223,25 +247,25 @@ func (c *callerAudio) take(data []byte) {
 			in, err = twilio.MediaOf(msg)
 		}
 		if err != nil {
-			m.errors.WithLabelValues("bad_message").Inc()
+			c.ss.srv.metrics.errors.WithLabelValues("bad_message").Inc()
 			c.ss.log.Warn("ignoring invalid message", "err", err, "bytes", len(data))
 			return
 		}
 	}
-	if string(in.StreamSid) != c.ss.sid {
-		m.errors.WithLabelValues("wrong_stream").Inc()
+	if string(in.StreamSid) != c.sid {
+		c.ss.srv.metrics.errors.WithLabelValues("wrong_stream").Inc()
 		c.ss.log.Warn("ignoring message for another stream", "event", twilio.EventMedia, "msg_stream_sid", string(in.StreamSid))
 		return
 	}
-	if n := base64.StdEncoding.DecodedLen(len(in.Payload)); cap(c.ulaw) < n {
-		c.ulaw = make([]byte, n)
+	if n := base64.StdEncoding.DecodedLen(len(in.Payload)); len(s.ulaw) < n {
+		s.ulaw = make([]byte, n)
 	}
-	n, err := base64.StdEncoding.Decode(c.ulaw[:cap(c.ulaw)], in.Payload)
+	n, err := base64.StdEncoding.Decode(s.ulaw, in.Payload)
 	if err != nil || n == 0 || len(in.Payload)%4 != 0 {
-		m.caller.dropped.WithLabelValues("bad_frame").Inc()
+		c.ss.srv.metrics.caller.dropped.WithLabelValues("bad_frame").Inc()
 		return
 	}
-	ulaw := c.ulaw[:n]
+	ulaw := s.ulaw[:n]
 	if callerReadHook != nil && !c.readAt.IsZero() {
 		callerReadHook(ulaw, c.readAt)
 		c.readAt = time.Time{}
