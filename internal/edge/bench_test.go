@@ -56,7 +56,8 @@ func benchCaller(tb testing.TB, vadOn bool) (*callerAudio, []byte) {
 	}
 	sid := strings.Clone("MZ0123456789abcdef0123456789abcdef") // a call's own, as read from its start
 	ss := &session{srv: &Server{metrics: m}, sid: sid, log: slog.New(slog.DiscardHandler)}
-	c := &callerAudio{ss: ss, sid: sid, max: frameBytes}
+	c := &callerAudio{ss: ss, max: frameBytes}
+	c.setSid(sid)
 	if vadOn {
 		c.vad = vad.New(vad.Config{})
 	}

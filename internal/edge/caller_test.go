@@ -8,9 +8,11 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/nats-io/nats.go"
 
@@ -361,6 +363,37 @@ func TestCallerMetrics(t *testing.T) {
 	} {
 		if !bytes.Contains(b.Bytes(), []byte(want)) {
 			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+// TestCallerAudioHotLine: what the reader looks at for every caller frame
+// fits the first cache line of the session and of its caller audio.
+func TestCallerAudioHotLine(t *testing.T) {
+	var c callerAudio
+	if end := unsafe.Offsetof(c.sid) + unsafe.Sizeof(c.sid); end > 64 {
+		t.Errorf("callerAudio's per-frame fields end at byte %d, past the first cache line", end)
+	}
+	var ss session
+	if end := unsafe.Offsetof(ss.caller) + unsafe.Sizeof(ss.caller); end > 64 {
+		t.Errorf("session's per-frame fields end at byte %d, past the first cache line", end)
+	}
+}
+
+// TestCallerAudioOurs: a media message is the call's by its stream SID,
+// whether the SID fits the inline copy or not.
+func TestCallerAudioOurs(t *testing.T) {
+	long := "MZ" + strings.Repeat("0123456789", 6)
+	for _, sid := range []string{"MZ0123456789abcdef0123456789abcdef", "M", long[:inlineSid], long[:inlineSid+1], long} {
+		c := &callerAudio{ss: &session{sid: sid}}
+		c.setSid(sid)
+		if !c.ours([]byte(sid)) {
+			t.Errorf("%q: not ours", sid)
+		}
+		for _, other := range []string{"", sid[:len(sid)-1], sid + "0", "X" + sid[1:]} {
+			if c.ours([]byte(other)) {
+				t.Errorf("%q: %q taken as ours", sid, other)
+			}
 		}
 	}
 }
