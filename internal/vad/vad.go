@@ -270,9 +270,9 @@ func allpass(a, x, px, py int64) int64 { return (a*(x-py))>>15 + px }
 // bank decodes a frame, runs the filter bank over it and returns the
 // energies (sums of squares) of the scored bands.
 //
-// It runs the frame in blocks of 16 samples, each through all four levels
-// of the tree before the next: what one level hands the next stays in a
-// few registers and a cache line of stack, never in the Detector. With
+// It runs the frame in blocks of 32 samples, each through all four levels
+// of the tree before the next: what one level hands the next stays in
+// registers and a few lines of stack, never in the Detector. With
 // hundreds of calls, a call's Detector is out of the core's caches by the
 // time its next frame comes, and every line a frame touches costs a trip
 // to memory; a level-by-level pass wrote and read back 880 bytes of
@@ -286,14 +286,14 @@ func allpass(a, x, px, py int64) int64 { return (a*(x-py))>>15 + px }
 // input, four levels and int64 arithmetic have room for.
 func (d *Detector) bank(ulaw *[FrameSize]byte) (e [nBands]int64) {
 	var e255, e051, e12, e23, e34 int64
-	for blk := 0; blk < FrameSize; blk += 16 {
-		in := (*[16]byte)(ulaw[blk : blk+16])
+	for blk := 0; blk < FrameSize; blk += 32 {
+		in := (*[32]byte)(ulaw[blk : blk+32])
 
 		// 0–4k → 0–2k | 2–4k.
-		var lo1, hi1 [8]int64
+		var lo1, hi1 [16]int64
 		q := &d.split[0]
 		px0, py0, px1, py1 := q.x0, q.y0, q.x1, q.y1
-		for i := range 8 {
+		for i := range 16 {
 			x0, x1 := int64(linear[in[2*i]]), int64(linear[in[2*i+1]])
 			y0 := allpass(qmfA0, x0, px0, py0)
 			y1 := allpass(qmfA1, x1, px1, py1)
@@ -304,11 +304,11 @@ func (d *Detector) bank(ulaw *[FrameSize]byte) (e [nBands]int64) {
 
 		// 0–2k → 0–1k | 1–2k, and 2–4k → 3–4k | 2–3k (the upper half
 		// of a split comes out mirrored), in one loop.
-		var lo2 [4]int64
+		var lo2 [8]int64
 		q, r := &d.split[1], &d.split[2]
 		px0, py0, px1, py1 = q.x0, q.y0, q.x1, q.y1
 		rx0, ry0, rx1, ry1 := r.x0, r.y0, r.x1, r.y1
-		for i := range 4 {
+		for i := range 8 {
 			x0, x1 := lo1[2*i], lo1[2*i+1]
 			y0 := allpass(qmfA0, x0, px0, py0)
 			y1 := allpass(qmfA1, x1, px1, py1)
@@ -329,10 +329,10 @@ func (d *Detector) bank(ulaw *[FrameSize]byte) (e [nBands]int64) {
 		r.x0, r.y0, r.x1, r.y1 = rx0, ry0, rx1, ry1
 
 		// 0–1k → 0–500 | 500–1k.
-		var lo3 [2]int64
+		var lo3 [4]int64
 		q = &d.split[3]
 		px0, py0, px1, py1 = q.x0, q.y0, q.x1, q.y1
-		for i := range 2 {
+		for i := range 4 {
 			x0, x1 := lo2[2*i], lo2[2*i+1]
 			y0 := allpass(qmfA0, x0, px0, py0)
 			y1 := allpass(qmfA1, x1, px1, py1)
@@ -343,13 +343,18 @@ func (d *Detector) bank(ulaw *[FrameSize]byte) (e [nBands]int64) {
 		}
 		q.x0, q.y0, q.x1, q.y1 = px0, py0, px1, py1
 
-		// 0–500 → 0–250 | 250–500: one pair a block.
+		// 0–500 → 0–250 | 250–500.
 		q = &d.split[4]
-		y0 := allpass(qmfA0, lo3[0], q.x0, q.y0)
-		y1 := allpass(qmfA1, lo3[1], q.x1, q.y1)
-		q.x0, q.y0, q.x1, q.y1 = lo3[0], y0, lo3[1], y1
-		h := y0 - y1
-		e255 += h * h
+		px0, py0, px1, py1 = q.x0, q.y0, q.x1, q.y1
+		for i := range 2 {
+			x0, x1 := lo3[2*i], lo3[2*i+1]
+			y0 := allpass(qmfA0, x0, px0, py0)
+			y1 := allpass(qmfA1, x1, px1, py1)
+			px0, py0, px1, py1 = x0, y0, x1, y1
+			h := y0 - y1
+			e255 += h * h
+		}
+		q.x0, q.y0, q.x1, q.y1 = px0, py0, px1, py1
 	}
 	return [nBands]int64{e255, e051, e12, e23, e34}
 }
