@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -196,3 +197,27 @@ type pieceReader struct {
 }
 
 func (p *pieceReader) Read(b []byte) (int, error) { return p.r.Read(b[:min(len(b), p.n)]) }
+
+// TestCallerReadOutsized: a caller media message far larger than Twilio's
+// 20 ms is read and decoded whole, and the scratch it grew is not kept for
+// the next message.
+func TestCallerReadOutsized(t *testing.T) {
+	c, _ := benchCaller(t, true)
+	audio := bytes.Repeat([]byte{0xF1, 0x72}, 4000) // a second
+	msg := []byte(`{"event":"media","sequenceNumber":"2","media":{"track":"inbound","chunk":"1","timestamp":"52","payload":"` +
+		base64.StdEncoding.EncodeToString(audio) + `"},"streamSid":"` + c.ss.sid + `"}`)
+	var got []byte
+	callerReadHook = func(ulaw []byte, _ time.Time) { got = append([]byte(nil), ulaw...) }
+	t.Cleanup(func() { callerReadHook = nil })
+	if err := c.read(msg[:len(mediaPrefix)], bytes.NewReader(msg[len(mediaPrefix):])); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, audio) {
+		t.Fatalf("decoded %d bytes, want the %d sent", len(got), len(audio))
+	}
+	s := getCallerScratch()
+	defer putCallerScratch(s)
+	if cap(s.msg) > maxKeptBuf || cap(s.ulaw) > maxKeptBuf {
+		t.Fatalf("the next message got the outsized scratch: %d and %d bytes", cap(s.msg), cap(s.ulaw))
+	}
+}
