@@ -534,7 +534,7 @@ var (
 		"producer": append([]string{"callcast.play", "callcast.stream.*.out", "callcast.stream.*.listen", "callcast.calls", "callcast.playback.*.audio"}, workerService...),
 	}
 	authSubscribe = map[string][]string{
-		"edge": {"callcast.stream.*.out", "callcast.stream.*.play", "callcast.edge.*.alive", "_INBOX_callcast_edge.>", "callcast.stream.*.listen", "callcast.calls", "callcast.playback.*.audio"},
+		"edge": {"callcast.stream.*.out", "callcast.stream.*.play", "callcast.edge.*.alive", "_INBOX_callcast_edge.>", "callcast.stream.*.listen", "callcast.calls", "callcast.playback.*.audio", "$O.callcast-audio.M.>"},
 		"worker": append([]string{"callcast.stream.started callcast-workers", "callcast.play callcast-workers",
 			"callcast.render callcast-workers", "callcast.stream.*.events", "_INBOX_callcast_worker.>"}, workerService...),
 		"producer": {"callcast.stream.*.events", "_INBOX.>", "callcast.stream.*.in"},
@@ -1345,7 +1345,8 @@ func TestComposeNATSAuthProduct(t *testing.T) {
 	}
 	run("edge", func(ctx context.Context, ready func(net.Addr)) error {
 		return edge.Run(ctx, edge.Options{
-			Listener: ln, NATS: natsAs("edge"), Edge: edge.Config{ID: "edge-1"},
+			// With its audio cache, which listens for library changes.
+			Listener: ln, NATS: natsAs("edge"), Edge: edge.Config{ID: "edge-1", AudioCacheBytes: 1 << 20},
 			Ready: ready, DrainTimeout: 5 * time.Second, Logger: log.With("process", "edge"),
 		})
 	})

@@ -3,10 +3,14 @@ package edge
 import (
 	"container/list"
 	"encoding/base64"
+	"path"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callcast/callcast/internal/library"
 )
 
 // The edge's audio cache. A file playback is rendered by a worker, which
@@ -21,10 +25,14 @@ import (
 // Coherence: an entry is played for Config.AudioCacheTTL after it was
 // filled, then dropped; the next playback of the name goes to a worker
 // again, which opens the audio afresh (AUDIO_DIR or the library), and
-// fills the cache anew. A prompt replaced with `worker library upload` is
-// heard by new calls once the TTL has passed. One playback per name fills
-// at a time. Entries are bounded by their bytes, the least recently used
-// dropped first.
+// fills the cache anew. A change to the library's object of that name (an
+// upload, a replacement, a deletion by an Object Store client), which the
+// edge hears on library.AudioChanges, drops the entry at once, and any
+// fill of it under way: new calls hear the new audio as soon as it is
+// stored. What the TTL still bounds is a change the bus does not announce:
+// a file changed in a worker's AUDIO_DIR, or an object removed with
+// `worker library remove`. One playback per name fills at a time. Entries
+// are bounded by their bytes, the least recently used dropped first.
 
 // NoAudio, as Config.DefaultAudio or a call's customParameters.audio, plays
 // nothing (worker.NoDefaultAudio).
@@ -41,8 +49,8 @@ type audioCache struct {
 	size    int64
 	fills   map[string]*cacheFill // names being filled
 
-	hits, misses, filled prometheus.Counter
-	bytes, count         prometheus.Gauge
+	hits, misses, filled, forgotten prometheus.Counter
+	bytes, count                    prometheus.Gauge
 }
 
 // cacheEntry is the whole μ-law of one audio, never written once filled:
@@ -60,7 +68,12 @@ type cacheFill struct {
 	name  string
 	buf   []byte
 	until time.Time // another playback may fill the name after this
+	stale bool      // the audio changed since the fill began: commit keeps nothing (under mu)
 }
+
+// Entries are keyed by the name as the library finds it: path.Clean of
+// the name asked for ("prompts//a.mp3" is "prompts/a.mp3"), the name of
+// its object.
 
 // fillLease bounds how long one playback holds the right to fill a name,
 // beyond the audio's own length, should it never end (it always does).
@@ -84,6 +97,9 @@ func newAudioCache(max int64, ttl time.Duration, reg prometheus.Registerer) (*au
 		filled: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "callcast_edge_audio_cache_fills_total", Help: "Audio stored in the edge's audio cache from a worker's complete playback.",
 		}),
+		forgotten: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "callcast_edge_audio_cache_invalidations_total", Help: "Audio dropped from the edge's audio cache, or from a fill under way, because the library announced a change to it.",
+		}),
 		bytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "callcast_edge_audio_cache_bytes", Help: "μ-law bytes held in the edge's audio cache.",
 		}),
@@ -91,7 +107,7 @@ func newAudioCache(max int64, ttl time.Duration, reg prometheus.Registerer) (*au
 			Name: "callcast_edge_audio_cache_entries", Help: "Audio held in the edge's audio cache.",
 		}),
 	}
-	for _, m := range []prometheus.Collector{c.hits, c.misses, c.filled, c.bytes, c.count} {
+	for _, m := range []prometheus.Collector{c.hits, c.misses, c.filled, c.forgotten, c.bytes, c.count} {
 		if err := reg.Register(m); err != nil {
 			return nil, err
 		}
@@ -105,6 +121,7 @@ func (c *audioCache) get(name string) *cacheEntry {
 	if c == nil {
 		return nil
 	}
+	name = path.Clean(name)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.entries[name]
@@ -128,6 +145,7 @@ func (c *audioCache) claim(name string, durationMs int64) *cacheFill {
 	if c == nil || durationMs*8 > c.max {
 		return nil
 	}
+	name = path.Clean(name)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
@@ -171,7 +189,7 @@ func (c *audioCache) commit(f *cacheFill, durationMs int64) {
 		delete(c.fills, f.name)
 	}
 	n := int64(len(f.buf))
-	if n == 0 || n > c.max {
+	if f.stale || n == 0 || n > c.max {
 		return
 	}
 	if old := c.entries[f.name]; old != nil {
@@ -189,12 +207,43 @@ func (c *audioCache) commit(f *cacheFill, durationMs int64) {
 	c.count.Set(float64(len(c.entries)))
 }
 
+// forget drops name's entry, and spoils any fill of it under way: the
+// audio of that name changed.
+func (c *audioCache) forget(name string) {
+	if c == nil {
+		return
+	}
+	name = path.Clean(name)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, f := c.entries[name], c.fills[name]
+	if e == nil && f == nil {
+		return
+	}
+	if e != nil {
+		c.removeLocked(e)
+	}
+	if f != nil {
+		f.stale = true
+		delete(c.fills, name) // a playback may fill the new audio at once
+	}
+	c.forgotten.Inc()
+}
+
 func (c *audioCache) removeLocked(e *cacheEntry) {
 	c.lru.Remove(e.el)
 	delete(c.entries, e.name)
 	c.size -= int64(len(e.ulaw))
 	c.bytes.Set(float64(c.size))
 	c.count.Set(float64(len(c.entries)))
+}
+
+// audioChanged drops from the cache the audio of a library object that
+// was uploaded, replaced or deleted.
+func (s *Server) audioChanged(m *nats.Msg) {
+	if name, ok := library.ChangedName(m.Subject); ok {
+		s.cache.forget(name)
+	}
 }
 
 // newCachedSource returns a source holding the whole of e's audio, which

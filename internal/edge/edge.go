@@ -32,6 +32,7 @@ import (
 	"github.com/twilio/twilio-go/client"
 
 	"github.com/callcast/callcast/internal/bus"
+	"github.com/callcast/callcast/internal/library"
 	"github.com/callcast/callcast/internal/twilio"
 )
 
@@ -228,11 +229,13 @@ type Server struct {
 	plays chan *nats.Msg
 	// alive is this process's bus.EdgeAlive subject, subscribed from New
 	// to the end of Shutdown: workers check there that it still runs.
-	alive     string
-	aliveSub  *nats.Subscription
-	callsSub  *nats.Subscription // bus.SubjectCalls (calls.go)
-	playsOnce sync.Once
-	playsQuit chan struct{}
+	alive    string
+	aliveSub *nats.Subscription
+	// changesSub hears library.AudioChanges while there is a cache.
+	changesSub *nats.Subscription
+	callsSub   *nats.Subscription // bus.SubjectCalls (calls.go)
+	playsOnce  sync.Once
+	playsQuit  chan struct{}
 	// streamURLOnce logs the first stream URL the webhook hands out.
 	streamURLOnce sync.Once
 	playsDone     chan struct{}
@@ -275,7 +278,15 @@ func New(nc *nats.Conn, cfg Config) (*Server, error) {
 		_ = s.aliveSub.Unsubscribe()
 		return nil, err
 	}
-	// The server has both subscriptions before the edge serves: a request
+	if cache != nil {
+		// Changes to the library's audio drop what the cache holds of it.
+		if s.changesSub, err = nc.Subscribe(library.AudioChanges, s.audioChanged); err != nil {
+			_ = s.aliveSub.Unsubscribe()
+			_ = s.callsSub.Unsubscribe()
+			return nil, fmt.Errorf("edge: subscribe %s: %w", library.AudioChanges, err)
+		}
+	}
+	// The server has the subscriptions before the edge serves: a request
 	// on callcast.calls made once it is up finds it. (Without the server,
 	// they are registered when the connection is.)
 	_ = nc.FlushTimeout(2 * time.Second)
@@ -363,6 +374,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = nil // gone from the bus already, or shut down before
 	}
 	_ = s.callsSub.Unsubscribe()
+	if s.changesSub != nil {
+		_ = s.changesSub.Unsubscribe()
+	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if herr := s.app.ShutdownWithContext(shutCtx); herr != nil {
