@@ -62,7 +62,7 @@ func serve(f *cli.Flags, stderr io.Writer) cli.RunFunc {
 	f.String(&o.Worker.AudioDir, "audio-dir", "AUDIO_DIR", "./audio", "all-in-one: directory of playable audio")
 	f.String(&o.Edge.DefaultAudio, "default-audio", "DEFAULT_AUDIO", "sample.mp3", "audio the edge queues at start when the call names none (none: nothing); give workers the same")
 	f.Int64(&o.Edge.AudioCacheBytes, "edge-cache-bytes", "EDGE_CACHE_BYTES", 64<<20, "memory for the μ-law of audio this edge played, which it then plays itself without a worker, bytes; 0 or negative: none")
-	f.DurationPositive(&o.Edge.AudioCacheTTL, "edge-cache-ttl", "EDGE_CACHE_TTL", 30*time.Second, "how long the edge plays an audio from its cache after filling it; then a worker renders it afresh (a replaced prompt is heard)")
+	f.DurationPositive(&o.Edge.AudioCacheTTL, "edge-cache-ttl", "EDGE_CACHE_TTL", 30*time.Second, "how long the edge plays an audio from its cache after filling it; then a worker renders it afresh (library uploads drop it at once)")
 	f.IntMin(&o.Worker.Concurrency, "worker-concurrency", "WORKER_CONCURRENCY", 1000, 1, "all-in-one: simultaneous playbacks, at least 1")
 	f.DurationPositive(&o.Worker.Lead, "lead", "PLAYBACK_LEAD", 2*time.Second, "how far a playback may run ahead of what the caller has heard, 400ms to 1m (the edge paces the playbacks it sends itself by it and closes a peer that stays further behind; all-in-one: the workers' pacing)")
 	f.Int64(&o.Worker.CacheBytes, "cache-bytes", "CACHE_BYTES", 256<<20, "all-in-one: memory cache of transcoded audio, bytes; negative: none")

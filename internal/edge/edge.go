@@ -128,7 +128,9 @@ type Config struct {
 	AudioCacheBytes int64
 	// AudioCacheTTL is how long a cached audio is played after it was
 	// filled (EDGE_CACHE_TTL); after it, the next playback of that audio
-	// goes to a worker again, and fills the cache anew. Default 30 s.
+	// goes to a worker again, and fills the cache anew. Default 30 s. A
+	// change to the library's object of that name, which the edge hears on
+	// library.AudioChanges, drops it sooner.
 	AudioCacheTTL time.Duration
 	// VAD, "on" (the default, "") or "off", runs a voice-activity detector
 	// on every call's audio: speech.* events and barge-in.
