@@ -37,13 +37,17 @@ type jsSystem struct {
 	stop func()               // shuts the running worker down, once
 }
 
-func startJSSystem(t *testing.T) *jsSystem {
+func startJSSystem(t *testing.T, opts ...func(*edge.Config)) *jsSystem {
 	t.Helper()
 	ns := calltest.NATS(t, bus.ServerOptions{JetStream: true})
 	s := &jsSystem{system: &system{}, ns: ns}
 	s.startWorker(t)
 
-	srv, err := edge.New(s.connect(t, "edge"), edge.Config{ID: "edge-test"})
+	cfg := edge.Config{ID: "edge-test"}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, err := edge.New(s.connect(t, "edge"), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,4 +340,59 @@ func TestObjectStorePromptPlaysFromCache(t *testing.T) {
 	}
 	t.Logf("cached prompt named at call start: Twilio start → first media at the caller p50 %s, max %s",
 		percentile(firstMedia, 0.5), slices.Max(firstMedia))
+}
+
+// TestLibraryReplacementHeardAtOnce: a prompt an edge plays from its own
+// cache is uploaded again with new audio; the next call hears the new
+// audio, though the cache entry has most of an hour to live.
+func TestLibraryReplacementHeardAtOnce(t *testing.T) {
+	calltest.CheckGoroutines(t)
+	edgeReg := prometheus.NewRegistry()
+	s := startJSSystem(t, func(c *edge.Config) {
+		c.AudioCacheBytes, c.AudioCacheTTL = 1<<20, time.Hour
+		c.Registerer, c.Gatherer = edgeReg, edgeReg
+	})
+	const prompt = "prompts/greeting.wav"
+	ctx := context.Background()
+	js, err := jetstream.New(s.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib, err := js.ObjectStore(ctx, library.AudioBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, replacement := randomMulaw(8000), randomMulaw(6000)
+	play := func(want []byte, what string) {
+		t.Helper()
+		sid := newSid("MZ")
+		ev := watch(t, s.nc, sid)
+		call := dial(t, s.system, sid, edge.NoAudio)
+		waitForStart(t, s.system, sid)
+		r := mustPlay(t, s.nc, bus.PlayRequest{StreamSid: sid, Audio: prompt})
+		ev.playback(t, bus.EventPlaybackFinished, r.PlaybackID, 15*time.Second)
+		if d := firstDiff(call.Received(), want); d >= 0 {
+			t.Fatalf("%s: received %d bytes, want %d; first difference at byte %d", what, len(call.Received()), len(want), d)
+		}
+	}
+
+	if _, err := lib.PutBytes(ctx, prompt, mulawWAVOf(old)); err != nil {
+		t.Fatal(err)
+	}
+	play(old, "first call, from a worker")
+	play(old, "second call, from the edge's cache")
+	if h := gathered(t, edgeReg, "callcast_edge_audio_cache_hits_total", ""); h != 1 {
+		t.Fatalf("edge cache hits %v, want 1", h)
+	}
+	if _, err := lib.PutBytes(ctx, prompt, mulawWAVOf(replacement)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the edge to hear of the upload", 5*time.Second, func() bool {
+		return gathered(t, edgeReg, "callcast_edge_audio_cache_invalidations_total", "") == 1
+	})
+	play(replacement, "the call after the upload")
+	play(replacement, "the next, from the cache filled anew")
+	if f := gathered(t, edgeReg, "callcast_edge_audio_cache_fills_total", ""); f != 2 {
+		t.Errorf("edge cache fills %v, want 2", f)
+	}
 }
