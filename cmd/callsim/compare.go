@@ -26,7 +26,11 @@ binary (-edge), playing -audio. With -url, callcast is the server already
 listening there instead (its processes' CPU from -metrics and -pid,
 repeatable): callcast split into processes, say.
 A warm-up call at 10x speed precedes each run (callcast transcodes the
-prompt once). Run rounds > 1 to see the spread the machine adds.`
+prompt once). Run rounds > 1 to see the spread the machine adds: with two
+or more, the CPU per call is also compared round by round (each round of
+callcast against the floor's round just before it), with the median of
+those ratios and, from six rounds, an interval that holds it with at least
+95 % confidence.`
 
 // compareCommand is `callsim compare`.
 func compareCommand(stdout, stderr io.Writer) cli.Command {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -277,6 +278,20 @@ func WriteComparison(w io.Writer, results []Result) error {
 				ratio(median(rs, Result.CPUPerCall), median(ref, Result.CPUPerCall)))
 		}
 		tw.Flush()
+		// Rounds run in turn, so a round's ratio compares two runs a few
+		// seconds apart: it cancels what the machine does meanwhile better
+		// than medians over the whole command do.
+		for _, name := range names[1:] {
+			byRound := roundRatios(byName[name], ref, Result.CPUPerCall)
+			if len(byRound) < 2 {
+				continue
+			}
+			fmt.Fprintf(&b, "%s cpu/call ÷ %s, round by round: median %.2f×", name, names[0], medianOf(byRound))
+			if lo, hi, conf, ok := medianInterval(byRound); ok {
+				fmt.Fprintf(&b, " (%.2f–%.2f×: %.1f %% interval of the median)", lo, hi, 100*conf)
+			}
+			fmt.Fprintf(&b, ", range %.2f–%.2f× over %d rounds\n", slices.Min(byRound), slices.Max(byRound), len(byRound))
+		}
 	}
 	for _, r := range results {
 		for _, p := range r.Report.Processes {
@@ -305,6 +320,56 @@ func median(rs []Result, f func(Result) time.Duration) time.Duration {
 		return v[len(v)/2]
 	}
 	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// roundRatios returns f of each round of rs over f of the same round of
+// ref, for the rounds both have with f > 0.
+func roundRatios(rs, ref []Result, f func(Result) time.Duration) []float64 {
+	byRound := map[int]time.Duration{}
+	for _, r := range ref {
+		byRound[r.Round] = f(r)
+	}
+	var v []float64
+	for _, r := range rs {
+		if d := byRound[r.Round]; d > 0 && f(r) > 0 {
+			v = append(v, float64(f(r))/float64(d))
+		}
+	}
+	return v
+}
+
+func medianOf(v []float64) float64 {
+	v = slices.Sorted(slices.Values(v))
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// medianInterval returns the narrowest interval between order statistics
+// of v, v(k) and v(n+1-k), that holds the median of what v samples with a
+// confidence of at least 95 %, and that confidence: 1 - 2·P(B ≤ k-1) for
+// B binomial(n, 1/2). It assumes nothing of the distribution but that the
+// samples are independent. Below six samples no such interval exists and
+// it reports false.
+func medianInterval(v []float64) (lo, hi, conf float64, ok bool) {
+	n := len(v)
+	v = slices.Sorted(slices.Values(v))
+	// cdf is P(B ≤ j), accumulated from P(B = 0) = 2^-n.
+	p, cdf := math.Pow(0.5, float64(n)), 0.0
+	k := 0
+	for j := 0; j < n/2; j++ {
+		cdf += p
+		if 1-2*cdf < 0.95 {
+			break
+		}
+		k, conf = j+1, 1-2*cdf
+		p = p * float64(n-j) / float64(j+1)
+	}
+	if k == 0 {
+		return 0, 0, 0, false
+	}
+	return v[k-1], v[n-k], conf, true
 }
 
 func ratio(a, b time.Duration) string {

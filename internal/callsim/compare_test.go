@@ -3,6 +3,7 @@ package callsim
 import (
 	"bytes"
 	"context"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -56,6 +57,9 @@ func TestCompare(t *testing.T) {
 	}
 	if !regexp.MustCompile(`ratios to a \(medians over rounds\):\n.*\n\s+b\s+[0-9.]+×\s+[0-9.]+×\s+[0-9.-]+×?`).MatchString(out.String()) {
 		t.Errorf("no ratios of b to a:\n%s", out.String())
+	}
+	if !regexp.MustCompile(`b cpu/call ÷ a, round by round: median [0-9.]+×, range [0-9.]+–[0-9.]+× over 2 rounds\n`).MatchString(out.String()) {
+		t.Errorf("no round-by-round cpu/call ratio:\n%s", out.String())
 	}
 }
 
@@ -111,5 +115,36 @@ func TestLoadPIDs(t *testing.T) {
 	}
 	if _, err := scrape(context.Background(), pidSource+"x"); err == nil {
 		t.Error("a bad process ID read")
+	}
+}
+
+// TestMedianInterval: the interval between order statistics that holds the
+// median with at least 95 % confidence, as binomial tables give it.
+func TestMedianInterval(t *testing.T) {
+	seq := func(n int) []float64 {
+		v := make([]float64, n)
+		for i := range v {
+			v[i] = float64(n - i) // descending: the function sorts
+		}
+		return v
+	}
+	for _, tc := range []struct {
+		n      int
+		ok     bool
+		lo, hi float64 // order statistics, from 1
+		conf   float64
+	}{
+		{5, false, 0, 0, 0},
+		{6, true, 1, 6, 1 - 2.0/64},
+		{10, true, 2, 9, 1 - 2*11.0/1024},
+		{20, true, 6, 15, 1 - 2*0.020694732666015625},
+	} {
+		lo, hi, conf, ok := medianInterval(seq(tc.n))
+		if ok != tc.ok || lo != tc.lo || hi != tc.hi || math.Abs(conf-tc.conf) > 1e-12 {
+			t.Errorf("n=%d: %v %v–%v at %v, want %v %v–%v at %v", tc.n, ok, lo, hi, conf, tc.ok, tc.lo, tc.hi, tc.conf)
+		}
+	}
+	if m := medianOf([]float64{3, 1, 2, 10}); m != 2.5 {
+		t.Errorf("median %v, want 2.5", m)
 	}
 }
