@@ -573,6 +573,12 @@ const (
 	renderBusyWait = 3 * time.Second
 )
 
+// sendingLocked reports whether it is the sending playback, at attempt:
+// nothing has moved it on since that attempt began.
+func (c *controller) sendingLocked(it *item, attempt int) bool {
+	return c.sending == it && it.attempt == attempt
+}
+
 // render asks the workers to take req, trying again while they are busy.
 // A request that timed out may still have reached a worker, so a retry
 // goes out as a new attempt: the edge relays only the latest attempt's
@@ -594,7 +600,7 @@ func (c *controller) render(it *item, req *bus.RenderRequest) *bus.Error {
 			}
 			// Workers answering is no silence: the watchdog waits.
 			c.mu.Lock()
-			if c.sending != it || it.attempt != req.Attempt {
+			if !c.sendingLocked(it, req.Attempt) {
 				c.mu.Unlock()
 				return nil // moved on meanwhile
 			}
@@ -609,7 +615,7 @@ func (c *controller) render(it *item, req *bus.RenderRequest) *bus.Error {
 			return last
 		default: // no worker answered in time: a new attempt, in case one still does
 			c.mu.Lock()
-			if c.sending != it || it.attempt != req.Attempt {
+			if !c.sendingLocked(it, req.Attempt) {
 				c.mu.Unlock()
 				return nil // moved on meanwhile
 			}
@@ -687,7 +693,7 @@ func (c *controller) awaitBus() bool {
 // renderFailed ends it with playback.failed and moves the queue on.
 func (c *controller) renderFailed(it *item, attempt int, e *bus.Error) {
 	c.mu.Lock()
-	if c.sending != it || it.attempt != attempt {
+	if !c.sendingLocked(it, attempt) {
 		c.mu.Unlock()
 		return
 	}
