@@ -1,8 +1,9 @@
 package edge
 
 import (
-	"github.com/prometheus/client_golang/prometheus"
 	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 type metrics struct {
