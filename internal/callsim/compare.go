@@ -315,11 +315,7 @@ func median(rs []Result, f func(Result) time.Duration) time.Duration {
 	for i, r := range rs {
 		v[i] = f(r)
 	}
-	slices.Sort(v)
-	if len(v)%2 == 1 {
-		return v[len(v)/2]
-	}
-	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	return medianOf(v)
 }
 
 // roundRatios returns f of each round of rs over f of the same round of
@@ -338,7 +334,8 @@ func roundRatios(rs, ref []Result, f func(Result) time.Duration) []float64 {
 	return v
 }
 
-func medianOf(v []float64) float64 {
+// medianOf returns the median of v, which it leaves as it was.
+func medianOf[T ~int64 | ~float64](v []T) T {
 	v = slices.Sorted(slices.Values(v))
 	if len(v)%2 == 1 {
 		return v[len(v)/2]
