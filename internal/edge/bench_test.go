@@ -57,10 +57,12 @@ func benchCaller(tb testing.TB, vadOn bool) (*callerAudio, []byte) {
 	}
 	sid := strings.Clone("MZ0123456789abcdef0123456789abcdef") // a call's own, as read from its start
 	ss := &session{srv: &Server{metrics: m}, sid: sid, log: slog.New(slog.DiscardHandler)}
-	c := &callerAudio{ss: ss, max: frameBytes}
+	c := &ss.callerMem // as startCaller lays it out
+	*c = callerAudio{ss: ss, max: frameBytes}
 	c.setSid(sid)
 	if vadOn {
-		c.vad = vad.New(vad.Config{})
+		c.det.Init(vad.Config{})
+		c.vad = &c.det
 	}
 	// Quiet room noise: the VAD has to look at every sample.
 	ulaw := make([]byte, frameBytes)
@@ -114,6 +116,7 @@ func BenchmarkCallerMediaCalls(b *testing.B) {
 	k := 0
 	for b.Loop() {
 		r.Reset(rest)
+		cs[k].prefetch() // as the read loop does once a message has begun
 		if err := cs[k].read(head, r); err != nil {
 			b.Fatal(err)
 		}

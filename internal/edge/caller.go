@@ -11,11 +11,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callcast/callcast/internal/bus"
+	"github.com/callcast/callcast/internal/prefetch"
 	"github.com/callcast/callcast/internal/twilio"
 	"github.com/callcast/callcast/internal/vad"
 )
@@ -125,7 +127,7 @@ func (c *Config) checkCallerConfig() error {
 // its next frame comes, and each line it touches is a trip to memory
 // (BenchmarkCallerMediaCalls).
 type callerAudio struct {
-	vad      *vad.Detector // nil: VAD=off
+	vad      *vad.Detector // &det, nil: VAD=off
 	until    atomic.Int64  // lease end, Unix ns; 0: none
 	always   bool          // CALLER_AUDIO=on, or the call asked with callerAudio=on
 	leasable bool          // leases may be granted (not CALLER_AUDIO=off)
@@ -133,6 +135,10 @@ type callerAudio struct {
 	// more line; sidLen 0: it is longer than sid, see ss.sid.
 	sidLen uint8
 	sid    [inlineSid]byte
+
+	// The detector, in the same block of memory: its per-frame fields
+	// follow the line above.
+	det vad.Detector
 
 	ss      *session
 	max     int // batch size, bytes
@@ -190,11 +196,23 @@ func putCallerScratch(s *callerScratch) {
 	callerScratchPool.Put(s)
 }
 
+// prefetch asks the processor to start loading what the call's next frame
+// reads of c and its detector: the reader calls it as soon as a message
+// has begun, so that those loads overlap reading and decoding it.
+func (c *callerAudio) prefetch() {
+	if c == nil {
+		return
+	}
+	prefetch.Range(unsafe.Pointer(c), unsafe.Offsetof(c.det))
+	c.det.Prefetch()
+}
+
 // startCaller sets up the call's caller audio and subscribes to its listen
 // subject; the session calls it on start, before announcing the stream.
 func (ss *session) startCaller(st *twilio.Start) error {
 	cfg := &ss.srv.cfg
-	c := &callerAudio{
+	c := &ss.callerMem
+	*c = callerAudio{
 		ss:       ss,
 		subject:  bus.StreamIn(ss.sid),
 		always:   cfg.CallerAudio == CallerAudioOn || cfg.CallerAudio == CallerAudioListen && st.CustomParameters[ParamCallerAudio] == "on",
@@ -202,7 +220,8 @@ func (ss *session) startCaller(st *twilio.Start) error {
 		max:      int(cfg.CallerAudioBatch/time.Millisecond) * 8,
 	}
 	if cfg.VAD == "on" {
-		c.vad = vad.New(vad.Config{})
+		c.det.Init(vad.Config{})
+		c.vad = &c.det
 	}
 	c.setSid(ss.sid)
 	var err error

@@ -378,6 +378,11 @@ func TestCallerAudioHotLine(t *testing.T) {
 	if end := unsafe.Offsetof(ss.caller) + unsafe.Sizeof(ss.caller); end > 64 {
 		t.Errorf("session's per-frame fields end at byte %d, past the first cache line", end)
 	}
+	// The detector follows that line in the same block, where prefetch
+	// finds it without a load: its address is c's.
+	if off := unsafe.Offsetof(c.det); off != 64 {
+		t.Errorf("callerAudio's detector at byte %d, want 64, just after its per-frame line", off)
+	}
 }
 
 // TestCallerAudioOurs: a media message is the call's by its stream SID,

@@ -38,8 +38,13 @@ type session struct {
 	srv    *Server
 	log    *slog.Logger
 
-	send    chan *[]byte  // encoded messages for the writer (from bufPool)
-	done    chan struct{} // closed when the session ends
+	send chan *[]byte  // encoded messages for the writer (from bufPool)
+	done chan struct{} // closed when the session ends
+
+	// What caller points to, from start: in the session's own block of
+	// memory, its per-frame line right after the session's.
+	callerMem callerAudio
+
 	endOnce sync.Once
 	endErr  error // why it ended, set once before done is closed
 
@@ -147,6 +152,7 @@ func (ss *session) readLoop() (string, error) {
 		if err != nil {
 			return ss.readError(err)
 		}
+		ss.caller.prefetch() // most messages are the caller's audio
 		n, err := io.ReadFull(r, head[:])
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			err = nil // a message shorter than head
