@@ -265,12 +265,18 @@ func (c *callerAudio) leased() bool {
 var callerReadHook func(ulaw []byte, readAt time.Time)
 
 // read takes one media message whose first bytes, head, were read already.
+//
+// It reads the message before it looks at c, whose lines the reader asked
+// for (prefetch) as the message began: they come in meanwhile.
 func (c *callerAudio) read(head []byte, r io.Reader) error {
 	s := getCallerScratch()
 	defer putCallerScratch(s)
 	var err error
 	if s.msg, err = readMessage(append(s.msg[:0], head...), r); err != nil {
 		return err
+	}
+	if c.skip() {
+		return nil
 	}
 	if callerReadHook != nil {
 		c.readAt = time.Now()

@@ -167,16 +167,11 @@ func (ss *session) readLoop() (string, error) {
 			return ss.readError(err)
 		}
 		// Caller audio, 50 messages a second: once the stream has started,
-		// what is plainly a media message goes to the caller's audio, or,
-		// while nobody listens and no VAD runs, is skipped unread without
-		// allocating.
+		// what is plainly a media message goes to the caller's audio,
+		// which, while nobody listens and no VAD runs, drops it once read,
+		// without allocating.
 		if caller != nil && mt == websocket.TextMessage && n == len(head) && string(head[:]) == mediaPrefix {
-			if caller.skip() {
-				_, err = io.Copy(io.Discard, r)
-			} else {
-				err = caller.read(head[:], r)
-			}
-			if err != nil {
+			if err = caller.read(head[:], r); err != nil {
 				return ss.readError(err)
 			}
 			continue
