@@ -41,8 +41,9 @@ type session struct {
 	send chan *[]byte  // encoded messages for the writer (from bufPool)
 	done chan struct{} // closed when the session ends
 
-	// What caller points to, from start: in the session's own block of
-	// memory, its per-frame line right after the session's.
+	// What caller points to, from start, in the session's own
+	// allocation: the detector in it is at a fixed offset from caller,
+	// which the reader prefetches without a load.
 	callerMem callerAudio
 
 	endOnce sync.Once

@@ -14,8 +14,10 @@
 // learnt as background instead. docs/vad.md describes the algorithm, why
 // it was chosen, and what it measures on the committed fixtures.
 //
-// A Detector is not safe for concurrent use; a call owns one. Process does
-// not allocate.
+// A Detector is not safe for concurrent use; a call owns one, allocated by
+// New or held by value and readied by Init. Process does not allocate.
+// With hundreds of calls, Prefetch lets the owner ask for a Detector's
+// per-frame state while it still decodes the frame, ahead of Process.
 package vad
 
 import (

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/callcast/callcast/internal/audio"
@@ -331,5 +332,35 @@ func TestBankMatchesLevelByLevel(t *testing.T) {
 		if got != want {
 			t.Fatalf("frame %d: bank %v, level by level %v", k, got, want)
 		}
+	}
+}
+
+// TestInitAndPrefetch: a Detector held by value and readied by Init hears
+// what one from New hears, and asking for its lines changes nothing.
+func TestInitAndPrefetch(t *testing.T) {
+	b := burst(1, 6000, 2000, 3500, -46, -26)
+	cfg := Config{StartMs: 60, HangoverMs: 300}
+	want := run(New(cfg), b, FrameSize)
+	if len(want) != 2 {
+		t.Fatalf("New: %d events, want a start and a stop: %+v", len(want), want)
+	}
+	var held struct {
+		flag bool
+		d    Detector
+	}
+	held.d.Init(cfg)
+	var got []Event
+	for i := 0; i+FrameSize <= len(b); i += FrameSize {
+		before := held.d
+		held.d.Prefetch()
+		if held.d != before {
+			t.Fatalf("Prefetch changed the detector at frame %d", i/FrameSize)
+		}
+		for ev, ok := held.d.Process(b[i:i+FrameSize], int64(i/8)); ok; ev, ok = held.d.Next() {
+			got = append(got, ev)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Init: %+v, New: %+v", got, want)
 	}
 }
