@@ -57,18 +57,32 @@ func startNATSCluster(t *testing.T, maxPayload int32, jetStream bool) *natsClust
 func startNATSClusterWith(t *testing.T, c *natsCluster) *natsCluster {
 	t.Helper()
 	c.t = t
-	for i := range 3 {
-		c.clients[i], c.routes[i], c.dirs[i] = calltest.FreeAddr(t), calltest.FreeAddr(t), t.TempDir()
-	}
-	for i := range 3 {
-		c.start(i)
-	}
-	c.waitRoutes()
 	t.Cleanup(func() {
 		for i := range 3 {
 			c.kill(i)
 		}
 	})
+	// The ports were free a moment before a node binds them, and something
+	// else may bind one first: another process, or a dial's own ephemeral
+	// port (the first node dials the others' routes before they listen).
+	// A cluster that cannot start on its ports starts again on new ones.
+	for attempt := 1; ; attempt++ {
+		for i := range 3 {
+			c.clients[i], c.routes[i], c.dirs[i] = calltest.FreeAddr(t), calltest.FreeAddr(t), t.TempDir()
+		}
+		err := c.startAll()
+		if err == nil {
+			break
+		}
+		for i := range 3 {
+			c.kill(i)
+		}
+		if attempt == 3 {
+			t.Fatalf("cluster: %v, three times", err)
+		}
+		t.Logf("cluster: %v; starting it again on new ports", err)
+	}
+	c.waitRoutes()
 	if c.js {
 		// A meta leader that knows all three peers: else a bucket of
 		// three replicas cannot be placed yet.
@@ -98,8 +112,27 @@ func hostPort(t *testing.T, addr string) (string, int) {
 	return h, port
 }
 
-// start starts node i (again) on its ports.
+// startAll starts the three nodes on their ports.
+func (c *natsCluster) startAll() error {
+	for i := range 3 {
+		if err := c.tryStart(i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// start starts node i again on its ports.
 func (c *natsCluster) start(i int) {
+	c.t.Helper()
+	if err := c.tryStart(i); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// tryStart starts node i on its ports, or says why it did not get ready:
+// one of its ports taken, most likely.
+func (c *natsCluster) tryStart(i int) error {
 	c.t.Helper()
 	host, port := hostPort(c.t, c.clients[i])
 	rhost, rport := hostPort(c.t, c.routes[i])
@@ -119,15 +152,29 @@ func (c *natsCluster) start(i int) {
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
-		c.t.Fatal(err)
+		return fmt.Errorf("n%d: %w", i, err)
 	}
 	ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
-		c.t.Fatalf("n%d not ready", i)
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return fmt.Errorf("n%d not ready within 10s (client %s: %s, route %s: %s)",
+			i, c.clients[i], bindable(c.clients[i]), c.routes[i], bindable(c.routes[i]))
 	}
 	c.mu.Lock()
 	c.servers[i] = ns
 	c.mu.Unlock()
+	return nil
+}
+
+// bindable says whether addr can be listened on now.
+func bindable(addr string) string {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err.Error()
+	}
+	ln.Close()
+	return "free"
 }
 
 // kill shuts node i down, as a crash of its machine would for its clients.
