@@ -66,6 +66,22 @@ func (s *jsSystem) connect(t *testing.T, name string) *nats.Conn {
 	return nc
 }
 
+// bucket opens a bucket of the library (library.AudioBucket,
+// library.CacheBucket) through the producer's connection, as any Object
+// Store client would.
+func (s *jsSystem) bucket(t *testing.T, name string) jetstream.ObjectStore {
+	t.Helper()
+	js, err := jetstream.New(s.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs, err := js.ObjectStore(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return obs
+}
+
 // startWorker starts a worker with an empty memory cache, its own
 // connection and its own metrics.
 func (s *jsSystem) startWorker(t *testing.T) {
@@ -222,17 +238,9 @@ func TestObjectStorePromptPlaysFromCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	js, err := jetstream.New(s.nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Put as any Object Store client would (nats object put): the worker
 	// transcodes it on first play.
-	audioBucket, err := js.ObjectStore(ctx, library.AudioBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := audioBucket.PutBytes(ctx, prompt, src); err != nil {
+	if _, err := s.bucket(t, library.AudioBucket).PutBytes(ctx, prompt, src); err != nil {
 		t.Fatal(err)
 	}
 
@@ -251,10 +259,7 @@ func TestObjectStorePromptPlaysFromCache(t *testing.T) {
 	}
 
 	// The μ-law reaches the shared cache under the source's hash.
-	cacheBucket, err := js.ObjectStore(ctx, library.CacheBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cacheBucket := s.bucket(t, library.CacheBucket)
 	key := fmt.Sprintf("%x.%s", sha256.Sum256(src), audio.PipelineVersion)
 	waitFor(t, "the shared cache entry", 5*time.Second, func() bool {
 		_, err := cacheBucket.GetInfo(ctx, key)
@@ -308,6 +313,10 @@ func TestObjectStorePromptPlaysFromCache(t *testing.T) {
 
 	// Uploaded with the library (worker upload): cached at upload, so the
 	// first playback anywhere is a hit.
+	js, err := jetstream.New(s.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	uploader, err := library.New(ctx, library.Options{JS: js, MemoryBytes: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -354,14 +363,7 @@ func TestLibraryReplacementHeardAtOnce(t *testing.T) {
 	})
 	const prompt = "prompts/greeting.wav"
 	ctx := context.Background()
-	js, err := jetstream.New(s.nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lib, err := js.ObjectStore(ctx, library.AudioBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lib := s.bucket(t, library.AudioBucket)
 	old, replacement := randomMulaw(8000), randomMulaw(6000)
 	play := func(want []byte, what string) {
 		t.Helper()

@@ -13,12 +13,8 @@ import (
 // are each heard on AudioChanges, by a plain subscription, with the
 // object's name.
 func TestAudioChanges(t *testing.T) {
-	ns := runNATS(t, true)
-	nc, err := nats.Connect("", nats.InProcessServer(ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	js := connectJS(t, runNATS(t, true))
+	nc := js.Conn()
 	changes := make(chan *nats.Msg, 64)
 	if _, err := nc.ChanSubscribe(AudioChanges, changes); err != nil {
 		t.Fatal(err)
@@ -38,7 +34,7 @@ func TestAudioChanges(t *testing.T) {
 		}
 	}
 
-	l := newLibrary(t, Options{JS: connectJS(t, ns)})
+	l := newLibrary(t, Options{JS: js})
 	ctx := context.Background()
 	const name = "prompts/welcome – ünïcode?.wav"
 	if _, err := l.Put(ctx, name, bytes.NewReader(toneWAV(200*time.Millisecond, 440))); err != nil {
@@ -49,7 +45,7 @@ func TestAudioChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	heard("replacement", name)
-	obs, err := connectJS(t, ns).ObjectStore(ctx, AudioBucket)
+	obs, err := js.ObjectStore(ctx, AudioBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
