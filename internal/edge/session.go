@@ -30,8 +30,6 @@ var (
 // session is one media stream socket. The handler's goroutine reads; one
 // writer goroutine, joined before the handler returns, owns every write.
 type session struct {
-	// What the reader looks at for each of the caller's 50 messages a
-	// second comes first, in one cache line (see callerAudio).
 	conn   *contrib.Conn
 	sid    string       // set once by the reader on start, read by the relay after subscribing
 	caller *callerAudio // set on start

@@ -15,7 +15,7 @@ import (
 //
 // Remove is not announced: it leaves nothing behind in the bucket, not even
 // the deletion marker that would carry the news.
-const AudioChanges = "$O." + AudioBucket + ".M.>"
+const AudioChanges = audioChangesPrefix + ">"
 
 const audioChangesPrefix = "$O." + AudioBucket + ".M."
 
